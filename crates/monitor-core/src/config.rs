@@ -1,0 +1,190 @@
+//! Monitor configuration: one strict, serde-friendly struct whose defaults
+//! live in [`Config::default`] and nowhere else.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Signal};
+
+/// What the monitor does to a tracked process whose recorded parent died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrphanAction {
+    /// Send the termination signal, wait up to the grace period, then
+    /// `SIGKILL`, then wait (bounded) for the process to go.
+    Terminate,
+    /// Send `SIGKILL` at once.
+    Kill,
+    /// Only report it: an `Orphaned` event, and the state in `status()`.
+    Notify,
+}
+
+/// Which exited children the monitor reaps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReapPolicy {
+    /// Reap only what the monitor owns: children handed over with
+    /// `track_child`, and tracked processes adopted while the process is a
+    /// subreaper. Every other child belongs to somebody else in this process
+    /// (a `std` or `tokio` `Child`), which keeps its own exit status.
+    Owned,
+    /// Reap every child of this process (`waitid(P_ALL)`), like tini.
+    ///
+    /// Only for a process that spawns nothing else itself (an init, a
+    /// supervisor): every `std::process::Child` and `tokio::process::Child`
+    /// in this process then gets `ECHILD` instead of its status, and with pid
+    /// reuse a `tokio` child can even be handed another process's status.
+    AllChildren,
+}
+
+/// What happens to still-tracked processes when the monitor shuts down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShutdownPolicy {
+    /// Leave every process running; owned children are neither signalled nor
+    /// waited for.
+    Leave,
+    /// Terminate the processes the monitor owns (signal, grace, `SIGKILL`)
+    /// and reap them before shutdown completes. Processes that are only
+    /// watched are left alone.
+    TerminateOwned,
+}
+
+/// Monitor settings.
+///
+/// Every key has a default (see [`Config::default`]); a config file only
+/// names what it changes, and an unknown key is an error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Config {
+    /// A disabled monitor answers `status()` and refuses `track`.
+    pub enabled: bool,
+    /// How often the safety-net scan reads every tracked process.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// Time between the termination signal and `SIGKILL`.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// How long to wait for a process to vanish after `SIGKILL` before
+    /// reporting it as unkillable (it may be stuck in the kernel).
+    #[serde(with = "humantime_serde")]
+    pub kill_timeout: Duration,
+    /// The default action for orphans; a track can override it.
+    pub orphan_action: OrphanAction,
+    /// The signal that starts a `terminate` action; a track can override it.
+    pub term_signal: Signal,
+    /// Which exited children to reap.
+    pub reap_policy: ReapPolicy,
+    /// Make this process a child subreaper (`PR_SET_CHILD_SUBREAPER`), so
+    /// orphaned descendants are reparented to it. Process-wide and one-way.
+    pub subreaper: bool,
+    /// What happens to tracked processes at shutdown.
+    pub shutdown: ShutdownPolicy,
+    /// Events kept for each subscriber before a slow one starts missing
+    /// them (it then sees `Lagged`; the monitor never waits for it).
+    pub event_capacity: usize,
+    /// Requests that may queue on the command channel before senders wait.
+    pub command_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            check_interval: Duration::from_secs(60),
+            grace: Duration::from_secs(5),
+            kill_timeout: Duration::from_secs(5),
+            orphan_action: OrphanAction::Terminate,
+            term_signal: Signal::TERM,
+            reap_policy: ReapPolicy::Owned,
+            subreaper: false,
+            shutdown: ShutdownPolicy::Leave,
+            event_capacity: 1024,
+            command_capacity: 64,
+        }
+    }
+}
+
+impl Config {
+    /// Checks the values that parse but cannot work.
+    pub fn validate(&self) -> Result<(), Error> {
+        let invalid =
+            |key: &'static str, reason: &'static str| Err(Error::InvalidConfig { key, reason });
+        if self.check_interval.is_zero() {
+            return invalid("check_interval", "must be longer than zero");
+        }
+        if self.kill_timeout.is_zero() {
+            return invalid("kill_timeout", "must be longer than zero");
+        }
+        if self.term_signal == Signal::KILL && self.orphan_action == OrphanAction::Terminate {
+            // Not wrong, but the grace period would never apply; say so.
+            return invalid(
+                "term_signal",
+                "SIGKILL cannot be the grace signal; use orphan_action = \"kill\"",
+            );
+        }
+        if self.event_capacity == 0 {
+            return invalid("event_capacity", "must be at least 1");
+        }
+        if self.command_capacity == 0 {
+            return invalid("command_capacity", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let config = Config::default();
+        assert!(config.enabled);
+        assert_eq!(config.check_interval, Duration::from_secs(60));
+        assert_eq!(config.grace, Duration::from_secs(5));
+        assert_eq!(config.orphan_action, OrphanAction::Terminate);
+        assert_eq!(config.reap_policy, ReapPolicy::Owned);
+        assert!(!config.subreaper);
+        config.validate().expect("defaults are valid");
+    }
+
+    #[test]
+    fn empty_toml_gives_defaults_and_unknown_keys_fail() {
+        let config: Config = toml::from_str("").expect("empty config parses");
+        assert_eq!(config, Config::default());
+        let err = toml::from_str::<Config>("check_intervall = \"1s\"").expect_err("typo rejected");
+        assert!(err.to_string().contains("check_intervall"), "{err}");
+    }
+
+    #[test]
+    fn durations_and_signals_read_naturally() {
+        let config: Config = toml::from_str(
+            "check_interval = \"500ms\"\ngrace = \"2s\"\nterm_signal = \"INT\"\norphan_action = \"kill\"",
+        )
+        .expect("parses");
+        assert_eq!(config.check_interval, Duration::from_millis(500));
+        assert_eq!(config.grace, Duration::from_secs(2));
+        assert_eq!(config.term_signal, Signal::INT);
+        assert_eq!(config.orphan_action, OrphanAction::Kill);
+        let bad = toml::from_str::<Config>("grace = \"soon\"").expect_err("bad duration");
+        assert!(bad.to_string().contains("grace"), "{bad}");
+    }
+
+    #[test]
+    fn zero_interval_is_refused_by_name() {
+        let config = Config {
+            check_interval: Duration::ZERO,
+            ..Config::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(Error::InvalidConfig {
+                key: "check_interval",
+                ..
+            })
+        ));
+    }
+}

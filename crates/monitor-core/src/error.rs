@@ -1,0 +1,103 @@
+//! The library's one error type.
+
+use std::io;
+
+use crate::ProcessId;
+
+/// Everything that can go wrong when talking to the monitor.
+///
+/// Each variant names the pid (or key, or syscall) involved, so a caller can
+/// act on it without parsing the message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Pid 0 names no process (to `kill` it means "my process group").
+    #[error("pid 0 is not a process (it would mean the caller's process group)")]
+    PidZero,
+    /// A negative pid names a process group or "every process", never one process.
+    #[error("pid {pid} is negative: negative pids address process groups, not a process")]
+    NegativePid {
+        /// The pid that was given.
+        pid: i32,
+    },
+    /// Pid 1 is the init process: never tracked, never signalled.
+    #[error("pid 1 is the init process and is never tracked")]
+    InitProcess,
+    /// The monitor refuses to track the process it runs in.
+    #[error("pid {pid} is the monitor's own process")]
+    OwnProcess {
+        /// The monitor's pid.
+        pid: i32,
+    },
+    /// No process has this pid.
+    #[error("no process with pid {pid}")]
+    NoSuchProcess {
+        /// The pid that was given.
+        pid: i32,
+    },
+    /// The process has already exited and is waiting to be reaped.
+    #[error("process {pid} has already exited (zombie)")]
+    AlreadyExited {
+        /// The pid that was given.
+        pid: i32,
+    },
+    /// This process may not signal that one, so tracking it would be a lie.
+    #[error("not permitted to signal process {pid} (EPERM); it belongs to another user")]
+    PermissionDenied {
+        /// The pid that was given.
+        pid: i32,
+    },
+    /// The caller expected another start time: the pid now names a different process.
+    #[error("process {pid} started at tick {actual}, not {expected}: the pid was reused")]
+    IdentityMismatch {
+        /// The pid that was given.
+        pid: i32,
+        /// The start time the caller expected.
+        expected: u64,
+        /// The start time the process has.
+        actual: u64,
+    },
+    /// The process is already tracked.
+    #[error("process {id} is already tracked")]
+    AlreadyTracked {
+        /// The tracked identity.
+        id: ProcessId,
+    },
+    /// Untrack of a pid that is not tracked.
+    #[error("pid {pid} is not tracked")]
+    NotTracked {
+        /// The pid that was given.
+        pid: i32,
+    },
+    /// `track_child` got a child whose exit status was already collected.
+    #[error("the child was already waited for; there is no process left to own")]
+    ChildAlreadyReaped,
+    /// The monitor was configured with `enabled = false`.
+    #[error("the monitor is disabled (enabled = false); nothing can be tracked")]
+    Disabled,
+    /// The monitor has shut down; its handle can no longer do anything.
+    #[error("the monitor is not running (it was shut down or its task ended)")]
+    MonitorGone,
+    /// A config value parses but cannot work.
+    #[error("invalid config value for `{key}`: {reason}")]
+    InvalidConfig {
+        /// The config key.
+        key: &'static str,
+        /// Why the value cannot work.
+        reason: &'static str,
+    },
+    /// `Monitor::spawn` was called outside a Tokio runtime.
+    #[error("no Tokio runtime: spawn the monitor from inside a runtime with I/O and time enabled")]
+    NoRuntime,
+    /// A system call failed.
+    #[error("{syscall} failed for pid {pid}")]
+    Os {
+        /// The call that failed, e.g. `"pidfd_open"`.
+        syscall: &'static str,
+        /// The pid it was about (the monitor's own pid for process-wide calls).
+        pid: i32,
+        /// What the kernel said.
+        #[source]
+        source: io::Error,
+    },
+}

@@ -1,0 +1,176 @@
+//! A fake process table behind the [`Os`] seam, for paused-time tests.
+//!
+//! Processes are plain records. A signal is recorded with the virtual time
+//! it was sent at; a process dies on `SIGKILL`, and on the termination
+//! signal unless it ignores it. Dead non-children vanish at once, as if
+//! their new parent reaped them.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use nix::errno::Errno;
+use tokio::time::Instant;
+
+use crate::os::{Os, ProcHandle, ProcInfo};
+use crate::{Error, ExitStatus, ProcessId, Signal};
+
+/// The fake monitor's own pid.
+pub(crate) const MY_PID: i32 = 100;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct FakeProc {
+    pub(crate) start_time: u64,
+    pub(crate) ppid: i32,
+    pub(crate) ignores_term: bool,
+    pub(crate) ignores_kill: bool,
+    pub(crate) signal_denied: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Sent {
+    pub(crate) at: Instant,
+    pub(crate) id: ProcessId,
+    pub(crate) signal: Signal,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    procs: HashMap<i32, FakeProc>,
+    sent: Vec<Sent>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct FakeOs {
+    table: Mutex<Table>,
+}
+
+impl FakeOs {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table
+            .lock()
+            .expect("no test panics while holding the table")
+    }
+
+    /// Adds a running process; its start time is its pid unless set.
+    pub(crate) fn spawn(&self, pid: i32, ppid: i32) -> ProcessId {
+        self.spawn_with(
+            pid,
+            FakeProc {
+                start_time: pid as u64,
+                ppid,
+                ..FakeProc::default()
+            },
+        )
+    }
+
+    pub(crate) fn spawn_with(&self, pid: i32, proc: FakeProc) -> ProcessId {
+        self.table().procs.insert(pid, proc);
+        ProcessId::new(pid, proc.start_time)
+    }
+
+    /// The process exits and is reaped by someone else.
+    pub(crate) fn exit(&self, pid: i32) {
+        self.table().procs.remove(&pid);
+    }
+
+    /// The process dies; its children are reparented to init.
+    pub(crate) fn kill_parent(&self, pid: i32) {
+        let mut table = self.table();
+        table.procs.remove(&pid);
+        for proc in table.procs.values_mut().filter(|p| p.ppid == pid) {
+            proc.ppid = 1;
+        }
+    }
+
+    pub(crate) fn is_alive(&self, pid: i32) -> bool {
+        self.table().procs.contains_key(&pid)
+    }
+
+    pub(crate) fn sent(&self) -> Vec<Sent> {
+        self.table().sent.clone()
+    }
+}
+
+impl Os for FakeOs {
+    fn my_pid(&self) -> i32 {
+        MY_PID
+    }
+
+    fn open(&self, pid: i32) -> Result<(ProcHandle, ProcInfo), Error> {
+        let proc = *self
+            .table()
+            .procs
+            .get(&pid)
+            .ok_or(Error::NoSuchProcess { pid })?;
+        let info = ProcInfo {
+            start_time: proc.start_time,
+            ppid: proc.ppid,
+            exited: false,
+        };
+        Ok((ProcHandle::bare(ProcessId::new(pid, proc.start_time)), info))
+    }
+
+    fn stat(&self, handle: &ProcHandle) -> Option<ProcInfo> {
+        self.stat_pid(handle.id.pid)
+            .filter(|info| info.start_time == handle.id.start_time)
+    }
+
+    fn stat_pid(&self, pid: i32) -> Option<ProcInfo> {
+        self.table().procs.get(&pid).map(|proc| ProcInfo {
+            start_time: proc.start_time,
+            ppid: proc.ppid,
+            exited: false,
+        })
+    }
+
+    fn signal(&self, handle: &ProcHandle, signal: Signal) -> io::Result<()> {
+        let mut table = self.table();
+        let id = handle.id;
+        let Some(proc) = table
+            .procs
+            .get(&id.pid)
+            .filter(|p| p.start_time == id.start_time)
+            .copied()
+        else {
+            return Err(io::Error::from(Errno::ESRCH));
+        };
+        if proc.signal_denied {
+            return Err(io::Error::from(Errno::EPERM));
+        }
+        table.sent.push(Sent {
+            at: Instant::now(),
+            id,
+            signal,
+        });
+        let dies = if signal == Signal::KILL {
+            !proc.ignores_kill
+        } else {
+            !proc.ignores_term
+        };
+        if dies {
+            table.procs.remove(&id.pid);
+        }
+        Ok(())
+    }
+
+    fn reap(&self, _handle: &ProcHandle) -> io::Result<Option<ExitStatus>> {
+        Err(io::Error::from(Errno::ECHILD))
+    }
+
+    fn reap_any(&self) -> io::Result<Option<(i32, ExitStatus)>> {
+        Ok(None)
+    }
+
+    fn child_zombies(&self) -> Vec<ProcessId> {
+        Vec::new()
+    }
+
+    fn set_subreaper(&self) -> io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,166 @@
+//! The cheap, cloneable front door to a running monitor.
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::actor::Command;
+use crate::{ChildProcess, Error, Event, OwnedChild, Status, TrackOptions, Tracked};
+
+/// Talks to a running monitor. `Clone + Send + Sync`; holds only the
+/// command sender, so it is as cheap to clone as an `mpsc::Sender`.
+///
+/// Every method fails with [`Error::MonitorGone`] once the monitor has shut
+/// down; none panics or hangs. The `*_blocking` variants are for plain
+/// threads and panic when called inside an async context (use the async
+/// ones there).
+#[derive(Debug, Clone)]
+pub struct MonitorHandle {
+    commands: mpsc::Sender<Command>,
+}
+
+impl MonitorHandle {
+    pub(crate) fn new(commands: mpsc::Sender<Command>) -> Self {
+        Self { commands }
+    }
+
+    async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Error> {
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .send(make(reply))
+            .await
+            .map_err(|_| Error::MonitorGone)?;
+        response.await.map_err(|_| Error::MonitorGone)
+    }
+
+    fn request_blocking<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, Error> {
+        let (reply, response) = oneshot::channel();
+        self.commands
+            .blocking_send(make(reply))
+            .map_err(|_| Error::MonitorGone)?;
+        response.blocking_recv().map_err(|_| Error::MonitorGone)
+    }
+
+    /// Tracks `pid` with the monitor's defaults: when its parent (as it is
+    /// now) dies, the orphan action runs.
+    pub async fn track(&self, pid: i32) -> Result<Tracked, Error> {
+        self.track_with(pid, TrackOptions::default()).await
+    }
+
+    /// Tracks `pid` with per-process options.
+    pub async fn track_with(&self, pid: i32, options: TrackOptions) -> Result<Tracked, Error> {
+        self.request(|reply| Command::Track {
+            pid,
+            options,
+            reply,
+        })
+        .await?
+    }
+
+    /// Hands a child over to the monitor, which from now on reaps it and
+    /// reports its exit status through the returned [`OwnedChild`]. Its
+    /// parent is this process, so it is never orphaned while the monitor
+    /// runs; untracking it stops nothing but orphan handling.
+    pub async fn track_child(&self, child: impl Into<ChildProcess>) -> Result<OwnedChild, Error> {
+        self.track_child_with(child, TrackOptions::default()).await
+    }
+
+    /// [`MonitorHandle::track_child`] with options (e.g. a named parent).
+    pub async fn track_child_with(
+        &self,
+        child: impl Into<ChildProcess>,
+        options: TrackOptions,
+    ) -> Result<OwnedChild, Error> {
+        let child = child.into();
+        self.request(|reply| Command::TrackChild {
+            child,
+            options,
+            reply,
+        })
+        .await?
+    }
+
+    /// Stops tracking `pid`; a pending termination is cancelled.
+    pub async fn untrack(&self, pid: i32) -> Result<Tracked, Error> {
+        self.request(|reply| Command::Untrack { pid, reply })
+            .await?
+    }
+
+    /// A snapshot of the monitor.
+    pub async fn status(&self) -> Result<Status, Error> {
+        self.request(|reply| Command::Status { reply }).await
+    }
+
+    /// A new receiver of every event from now on.
+    pub async fn subscribe(&self) -> Result<broadcast::Receiver<Event>, Error> {
+        self.request(|reply| Command::Subscribe { reply }).await
+    }
+
+    /// Stops the monitor after applying its shutdown policy. Succeeds also
+    /// when it had already stopped.
+    pub async fn shutdown(&self) -> Result<(), Error> {
+        match self.request(|reply| Command::Shutdown { reply }).await {
+            Ok(()) | Err(Error::MonitorGone) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// Whether the monitor has stopped taking commands.
+    pub fn is_closed(&self) -> bool {
+        self.commands.is_closed()
+    }
+
+    /// [`MonitorHandle::track`] for plain threads.
+    pub fn track_blocking(&self, pid: i32) -> Result<Tracked, Error> {
+        self.track_with_blocking(pid, TrackOptions::default())
+    }
+
+    /// [`MonitorHandle::track_with`] for plain threads.
+    pub fn track_with_blocking(&self, pid: i32, options: TrackOptions) -> Result<Tracked, Error> {
+        self.request_blocking(|reply| Command::Track {
+            pid,
+            options,
+            reply,
+        })?
+    }
+
+    /// [`MonitorHandle::track_child`] for plain threads.
+    pub fn track_child_blocking(
+        &self,
+        child: impl Into<ChildProcess>,
+    ) -> Result<OwnedChild, Error> {
+        let child = child.into();
+        self.request_blocking(|reply| Command::TrackChild {
+            child,
+            options: TrackOptions::default(),
+            reply,
+        })?
+    }
+
+    /// [`MonitorHandle::untrack`] for plain threads.
+    pub fn untrack_blocking(&self, pid: i32) -> Result<Tracked, Error> {
+        self.request_blocking(|reply| Command::Untrack { pid, reply })?
+    }
+
+    /// [`MonitorHandle::status`] for plain threads.
+    pub fn status_blocking(&self) -> Result<Status, Error> {
+        self.request_blocking(|reply| Command::Status { reply })
+    }
+
+    /// [`MonitorHandle::subscribe`] for plain threads.
+    pub fn subscribe_blocking(&self) -> Result<broadcast::Receiver<Event>, Error> {
+        self.request_blocking(|reply| Command::Subscribe { reply })
+    }
+
+    /// [`MonitorHandle::shutdown`] for plain threads.
+    pub fn shutdown_blocking(&self) -> Result<(), Error> {
+        match self.request_blocking(|reply| Command::Shutdown { reply }) {
+            Ok(()) | Err(Error::MonitorGone) => Ok(()),
+            Err(other) => Err(other),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! `monitor-core`: an embedded process monitor for Tokio on Linux.
+//!
+//! It tracks processes by identity (pid plus start time, pinned by a
+//! pidfd), notices when the process that started one dies and cleans the
+//! orphan up (signal, grace period, `SIGKILL`), reaps the children it owns
+//! the moment `SIGCHLD` arrives, and never steals another `Child`'s exit
+//! status.
+//!
+//! # Usage
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use monitor_core::{Monitor, Event};
+//!
+//! # async fn demo() -> Result<(), monitor_core::Error> {
+//! let monitor = Monitor::builder()
+//!     .check_interval(Duration::from_secs(1))
+//!     .grace(Duration::from_secs(2))
+//!     .spawn()?;
+//! let handle = monitor.handle();
+//! let mut events = handle.subscribe().await?;
+//!
+//! // Watch a process somebody else started: if its parent dies, it goes too.
+//! let tracked = handle.track(12345).await?;
+//! println!("tracking {} (parent {})", tracked.id, tracked.parent);
+//!
+//! // Or hand over a child: the monitor reaps it and returns its status.
+//! let child = std::process::Command::new("true").spawn().expect("spawn true");
+//! let status = handle.track_child(child).await?.wait().await?;
+//! assert!(status.success());
+//!
+//! while let Ok(event) = events.try_recv() {
+//!     if let Event::Orphaned { id, .. } = event {
+//!         println!("{id} was orphaned");
+//!     }
+//! }
+//! monitor.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Code ported from the original Python tool can use the blocking
+//! functions [`start_monitor`], [`track_process`], [`untrack_process`],
+//! [`get_monitor`] and [`stop_monitor`] instead.
+//!
+//! # Theory of operation
+//!
+//! One **actor** task owns all state and takes commands from
+//! [`MonitorHandle`]s over a bounded channel, each answered on a `oneshot`.
+//! Three event sources only forward to it:
+//!
+//! - the **scanner** (a `tokio::time::interval`, missed ticks delayed, not
+//!   bursted) asks the actor for a snapshot of the tracked set, reads each
+//!   process's `/proc/<pid>/stat` on the blocking pool, and sends back what
+//!   it saw: gone, exited, or alive with its current parent;
+//! - the **SIGCHLD forwarder** turns the signal into "sweep the owned set"
+//!   wake-ups through a capacity-1 channel (coalesced, never counted);
+//! - the **deadline queue** (a `DelayQueue` inside the actor) wakes
+//!   escalations: re-checks after the termination signal, `SIGKILL` when the
+//!   grace period ends, the bounded wait after it.
+//!
+//! A process is an **orphan** when its recorded parent has exited (its ppid
+//! changed, or a parent named by the caller is gone), not when its ppid is 1
+//! or differs from ours. Every signal goes through the pidfd opened before
+//! the process's start time was read, so it can never reach a process that
+//! reused the pid. The monitor reaps only what it owns (children handed
+//! over with [`MonitorHandle::track_child`], and tracked processes adopted
+//! while this process is a subreaper), each by its own pid or pidfd; other
+//! exited children are reported, never reaped, unless
+//! [`ReapPolicy::AllChildren`] is chosen.
+//!
+//! # Layout
+//!
+//! - `config`: [`Config`] and its enums, defaults in one place.
+//! - `id`: [`ProcessId`], [`ExitStatus`], [`Signal`].
+//! - `track`: [`TrackOptions`], [`Tracked`], [`ChildProcess`], [`OwnedChild`].
+//! - `event`, `status`: what the monitor reports.
+//! - `monitor`, `handle`: spawning, the handle, shutdown.
+//! - `actor`: the state and the escalation logic.
+//! - `scan`, `reap`: the scanner task and the SIGCHLD forwarder.
+//! - `os`: the seam to the kernel (procfs, pidfd, `waitid`), faked in tests.
+//! - `compat`: the original tool's blocking functions.
+
+#![cfg(target_os = "linux")]
+
+mod actor;
+mod compat;
+mod config;
+mod error;
+mod event;
+mod handle;
+mod id;
+mod monitor;
+mod os;
+mod reap;
+mod scan;
+mod status;
+mod track;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod timing_tests;
+
+pub use compat::{
+    get_monitor, start_monitor, start_monitor_with, stop_monitor, track_process, untrack_process,
+};
+pub use config::{Config, OrphanAction, ReapPolicy, ShutdownPolicy};
+pub use error::Error;
+pub use event::{ErrorKind, Event};
+pub use handle::MonitorHandle;
+pub use id::{ExitStatus, ProcessId, Signal, UnknownSignal};
+pub use monitor::{Monitor, MonitorBuilder};
+pub use status::{Counters, ProcessState, Status, TrackedStatus};
+pub use track::{ChildProcess, OwnedChild, ParentSpec, TrackOptions, Tracked};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

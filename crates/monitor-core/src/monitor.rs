@@ -1,0 +1,215 @@
+//! Starting a monitor inside the caller's runtime, and stopping it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::actor::{Actor, Inputs};
+use crate::os::{LinuxOs, Os};
+use crate::{Config, Error, MonitorHandle, OrphanAction, ReapPolicy, ShutdownPolicy, Signal};
+use crate::{reap, scan};
+
+/// A running monitor: its tasks, its cancellation token and a handle.
+///
+/// Dropping it does not stop the tasks (they end when every handle is gone
+/// or the token is cancelled); call [`Monitor::shutdown`] to stop and wait.
+#[derive(Debug)]
+pub struct Monitor {
+    handle: MonitorHandle,
+    cancel: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Monitor {
+    /// A builder over [`Config`].
+    pub fn builder() -> MonitorBuilder {
+        MonitorBuilder::default()
+    }
+
+    /// Spawns the monitor's tasks on the current Tokio runtime
+    /// (`current_thread` or `multi_thread`, with I/O and time enabled).
+    pub fn spawn(config: Config) -> Result<Self, Error> {
+        Self::spawn_with_token(config, &CancellationToken::new())
+    }
+
+    /// Like [`Monitor::spawn`], tied to the caller's token: cancelling
+    /// `parent` stops the monitor (it runs on a child token, so stopping the
+    /// monitor does not cancel `parent`).
+    pub fn spawn_with_token(config: Config, parent: &CancellationToken) -> Result<Self, Error> {
+        config.validate()?;
+        tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let os: Arc<dyn Os> = Arc::new(LinuxOs::new());
+        // Register for SIGCHLD before anything could be reaped (see reap.rs).
+        let sigchld = if config.enabled {
+            Some(reap::listen()?)
+        } else {
+            None
+        };
+        let (sweeps_tx, sweeps_rx) = mpsc::channel(1);
+        let monitor = Self::start(config, os, parent.child_token(), sweeps_rx)?;
+        if let Some(sigchld) = sigchld {
+            let cancel = monitor.cancel.clone();
+            monitor
+                .tasks
+                .spawn(reap::forward(sigchld, sweeps_tx, cancel));
+        }
+        Ok(monitor)
+    }
+
+    /// Starts the actor and the scanner; SIGCHLD wake-ups come in on
+    /// `sweeps` (the real forwarder, or a test).
+    pub(crate) fn start(
+        config: Config,
+        os: Arc<dyn Os>,
+        cancel: CancellationToken,
+        sweeps: mpsc::Receiver<()>,
+    ) -> Result<Self, Error> {
+        let mut subreaper = false;
+        if config.enabled && config.subreaper {
+            os.set_subreaper().map_err(|source| Error::Os {
+                syscall: "prctl(PR_SET_CHILD_SUBREAPER)",
+                pid: os.my_pid(),
+                source,
+            })?;
+            subreaper = true;
+            tracing::info!(pid = os.my_pid(), "this process is now a child subreaper");
+        }
+        let (commands_tx, commands_rx) = mpsc::channel(config.command_capacity);
+        // One scan is in flight at a time, so one slot is enough.
+        let (scans_tx, scans_rx) = mpsc::channel(1);
+        let (events, _) = broadcast::channel(config.event_capacity);
+        let tasks = TaskTracker::new();
+        if config.enabled {
+            tasks.spawn(scan::run(
+                Arc::clone(&os),
+                config.check_interval,
+                scans_tx,
+                cancel.clone(),
+            ));
+        }
+        let actor = Actor::new(os, config, events, subreaper, cancel.clone());
+        tasks.spawn(actor.run(Inputs {
+            commands: commands_rx,
+            scans: scans_rx,
+            sigchld: sweeps,
+        }));
+        tasks.close();
+        Ok(Self {
+            handle: MonitorHandle::new(commands_tx),
+            cancel,
+            tasks,
+        })
+    }
+
+    /// A handle to the monitor.
+    pub fn handle(&self) -> MonitorHandle {
+        self.handle.clone()
+    }
+
+    /// The monitor's token; cancelling it stops the monitor.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Stops the monitor (applying the shutdown policy) and waits for every
+    /// task to finish.
+    pub async fn shutdown(self) {
+        // Going through the actor applies the shutdown policy before the
+        // tasks stop; a monitor that is already gone needs nothing more.
+        let _ = self.handle.shutdown().await;
+        self.cancel.cancel();
+        self.tasks.wait().await;
+    }
+
+    /// Waits until the monitor stops on its own: its token is cancelled, a
+    /// handle asks for shutdown, or every handle is dropped.
+    pub async fn join(self) {
+        drop(self.handle);
+        self.tasks.wait().await;
+    }
+}
+
+/// Builds a [`Config`] and spawns a [`Monitor`] from it.
+#[derive(Debug, Clone, Default)]
+pub struct MonitorBuilder {
+    config: Config,
+}
+
+impl MonitorBuilder {
+    /// Starts from an existing config.
+    pub fn from_config(config: Config) -> Self {
+        Self { config }
+    }
+
+    /// Enables or disables the monitor.
+    pub fn enabled(mut self, enabled: bool) -> Self {
+        self.config.enabled = enabled;
+        self
+    }
+
+    /// Sets the scan interval.
+    pub fn check_interval(mut self, interval: Duration) -> Self {
+        self.config.check_interval = interval;
+        self
+    }
+
+    /// Sets the default grace period.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.config.grace = grace;
+        self
+    }
+
+    /// Sets the bounded wait after `SIGKILL`.
+    pub fn kill_timeout(mut self, timeout: Duration) -> Self {
+        self.config.kill_timeout = timeout;
+        self
+    }
+
+    /// Sets the default orphan action.
+    pub fn orphan_action(mut self, action: OrphanAction) -> Self {
+        self.config.orphan_action = action;
+        self
+    }
+
+    /// Sets the default termination signal.
+    pub fn term_signal(mut self, signal: Signal) -> Self {
+        self.config.term_signal = signal;
+        self
+    }
+
+    /// Sets the reap policy.
+    pub fn reap_policy(mut self, policy: ReapPolicy) -> Self {
+        self.config.reap_policy = policy;
+        self
+    }
+
+    /// Makes the process a child subreaper when the monitor starts.
+    pub fn subreaper(mut self, subreaper: bool) -> Self {
+        self.config.subreaper = subreaper;
+        self
+    }
+
+    /// Sets the shutdown policy.
+    pub fn shutdown(mut self, policy: ShutdownPolicy) -> Self {
+        self.config.shutdown = policy;
+        self
+    }
+
+    /// The config built so far.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Spawns the monitor; see [`Monitor::spawn`].
+    pub fn spawn(self) -> Result<Monitor, Error> {
+        Monitor::spawn(self.config)
+    }
+
+    /// Spawns the monitor tied to a token; see [`Monitor::spawn_with_token`].
+    pub fn spawn_with_token(self, parent: &CancellationToken) -> Result<Monitor, Error> {
+        Monitor::spawn_with_token(self.config, parent)
+    }
+}

@@ -1,0 +1,281 @@
+//! The seam between the monitor's logic and the kernel.
+//!
+//! Everything the actor and the scanner ask of the operating system goes
+//! through the [`Os`] trait, so the logic runs on paused time against a fake
+//! process table in unit tests, and against procfs, pidfds and `waitid` in
+//! production ([`LinuxOs`]).
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use procfs::process::Process;
+use rustix::process::{Pid, PidfdFlags};
+
+use crate::{Error, ExitStatus, ProcessId, Signal};
+
+/// What one read of `/proc/<pid>/stat` tells the monitor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProcInfo {
+    /// Start time in clock ticks since boot.
+    pub(crate) start_time: u64,
+    /// The parent's pid (its thread group id).
+    pub(crate) ppid: i32,
+    /// The process has exited (state `Z` or `X`) and waits to be reaped.
+    pub(crate) exited: bool,
+}
+
+/// A tracked process pinned for the monitor's lifetime.
+///
+/// The pidfd (when the kernel gives one) is the process itself: signals sent
+/// through it can never reach a later holder of the same pid. The procfs
+/// directory handle is opened right after it, so every later read of `stat`
+/// goes to the same process or fails with `NotFound`.
+#[derive(Debug)]
+pub(crate) struct ProcHandle {
+    pub(crate) id: ProcessId,
+    pidfd: Option<OwnedFd>,
+    proc: Option<Process>,
+}
+
+impl ProcHandle {
+    /// A handle with no kernel objects behind it, for the fake table.
+    #[cfg(test)]
+    pub(crate) fn bare(id: ProcessId) -> Self {
+        Self {
+            id,
+            pidfd: None,
+            proc: None,
+        }
+    }
+
+    /// Whether signals go through a pidfd.
+    pub(crate) fn has_pidfd(&self) -> bool {
+        self.pidfd.is_some()
+    }
+}
+
+/// Operating-system calls the monitor needs. See the module docs.
+pub(crate) trait Os: Send + Sync + 'static {
+    /// The pid of the process the monitor runs in.
+    fn my_pid(&self) -> i32;
+
+    /// Pins `pid`: opens a pidfd first, then reads its stat, then checks that
+    /// this process may signal it. A zombie opens fine (its `exited` is set).
+    fn open(&self, pid: i32) -> Result<(ProcHandle, ProcInfo), Error>;
+
+    /// Re-reads a pinned process. `None`: it has been reaped (or, for the
+    /// fake, its pid now names another process).
+    fn stat(&self, handle: &ProcHandle) -> Option<ProcInfo>;
+
+    /// Reads any pid, e.g. a recorded parent. `None`: no such process.
+    fn stat_pid(&self, pid: i32) -> Option<ProcInfo>;
+
+    /// Sends `signal` to exactly the pinned process. `ESRCH` means it is gone.
+    fn signal(&self, handle: &ProcHandle, signal: Signal) -> io::Result<()>;
+
+    /// Reaps the pinned process if it has exited (`Ok(None)`: still running).
+    /// Only ever called for processes the monitor owns.
+    fn reap(&self, handle: &ProcHandle) -> io::Result<Option<ExitStatus>>;
+
+    /// Reaps any one exited child (`ReapPolicy::AllChildren` only).
+    fn reap_any(&self) -> io::Result<Option<(i32, ExitStatus)>>;
+
+    /// The exited children of this process that nobody has reaped yet.
+    fn child_zombies(&self) -> Vec<ProcessId>;
+
+    /// Makes this process a child subreaper.
+    fn set_subreaper(&self) -> io::Result<()>;
+}
+
+/// The production [`Os`]: procfs, pidfds, `pidfd_send_signal`, `waitid`.
+#[derive(Debug)]
+pub(crate) struct LinuxOs {
+    my_pid: i32,
+}
+
+impl LinuxOs {
+    pub(crate) fn new() -> Self {
+        Self {
+            my_pid: rustix::process::getpid().as_raw_nonzero().get(),
+        }
+    }
+}
+
+fn info_from_stat(stat: &procfs::process::Stat) -> ProcInfo {
+    ProcInfo {
+        start_time: stat.starttime,
+        ppid: stat.ppid,
+        exited: matches!(stat.state, 'Z' | 'X' | 'x'),
+    }
+}
+
+fn wait_status(status: WaitStatus) -> Option<(i32, ExitStatus)> {
+    match status {
+        WaitStatus::Exited(pid, code) => Some((pid.as_raw(), ExitStatus::Exited(code))),
+        WaitStatus::Signaled(pid, signal, core_dumped) => Some((
+            pid.as_raw(),
+            ExitStatus::Signaled {
+                signal: signal as i32,
+                core_dumped,
+            },
+        )),
+        // WEXITED alone never reports stops or continues; StillAlive is "not yet".
+        _ => None,
+    }
+}
+
+impl Os for LinuxOs {
+    fn my_pid(&self) -> i32 {
+        self.my_pid
+    }
+
+    fn open(&self, pid: i32) -> Result<(ProcHandle, ProcInfo), Error> {
+        let raw = Pid::from_raw(pid).ok_or(Error::NoSuchProcess { pid })?;
+        // The pidfd first: from here on the process cannot be replaced under
+        // us, whatever the stat read below says.
+        let pidfd = match rustix::process::pidfd_open(raw, PidfdFlags::NONBLOCK) {
+            Ok(fd) => Some(fd),
+            Err(e) if e == rustix::io::Errno::SRCH || e == rustix::io::Errno::INVAL => {
+                return Err(Error::NoSuchProcess { pid });
+            }
+            Err(e) => {
+                // ENOSYS (kernel < 5.3), EMFILE/ENFILE (out of descriptors):
+                // fall back to start-time checks before each kill.
+                tracing::warn!(pid, error = %e, "pidfd_open failed; falling back to start-time checks");
+                None
+            }
+        };
+        let not_found = |e: procfs::ProcError| match e {
+            procfs::ProcError::NotFound(_) => Error::NoSuchProcess { pid },
+            procfs::ProcError::PermissionDenied(_) => Error::PermissionDenied { pid },
+            other => Error::Os {
+                syscall: "read /proc/<pid>/stat",
+                pid,
+                source: io::Error::other(other.to_string()),
+            },
+        };
+        let proc = Process::new(pid).map_err(not_found)?;
+        let stat = proc.stat().map_err(not_found)?;
+        let info = info_from_stat(&stat);
+        if !info.exited {
+            match rustix::process::test_kill_process(raw) {
+                Ok(()) => {}
+                Err(e) if e == rustix::io::Errno::PERM => {
+                    return Err(Error::PermissionDenied { pid });
+                }
+                Err(e) if e == rustix::io::Errno::SRCH => {
+                    return Err(Error::NoSuchProcess { pid });
+                }
+                Err(e) => {
+                    return Err(Error::Os {
+                        syscall: "kill(pid, 0)",
+                        pid,
+                        source: e.into(),
+                    });
+                }
+            }
+        }
+        let handle = ProcHandle {
+            id: ProcessId::new(pid, info.start_time),
+            pidfd,
+            proc: Some(proc),
+        };
+        Ok((handle, info))
+    }
+
+    fn stat(&self, handle: &ProcHandle) -> Option<ProcInfo> {
+        let proc = handle.proc.as_ref()?;
+        let info = info_from_stat(&proc.stat().ok()?);
+        (info.start_time == handle.id.start_time).then_some(info)
+    }
+
+    fn stat_pid(&self, pid: i32) -> Option<ProcInfo> {
+        let proc = Process::new(pid).ok()?;
+        Some(info_from_stat(&proc.stat().ok()?))
+    }
+
+    fn signal(&self, handle: &ProcHandle, signal: Signal) -> io::Result<()> {
+        if let Some(pidfd) = &handle.pidfd {
+            let sig = signal.to_rustix().ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("{signal} has no pidfd form"),
+                )
+            })?;
+            return rustix::process::pidfd_send_signal(pidfd, sig).map_err(io::Error::from);
+        }
+        // Fallback without a pidfd: the pinned procfs handle answers only for
+        // the process we pinned, so a successful read proves the pid still
+        // names it. The window left is the few microseconds between this
+        // read and the kill below.
+        if self.stat(handle).is_none() {
+            return Err(io::Error::from_raw_os_error(libc_esrch()));
+        }
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(handle.id.pid), signal.to_nix())
+            .map_err(io::Error::from)
+    }
+
+    fn reap(&self, handle: &ProcHandle) -> io::Result<Option<ExitStatus>> {
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG;
+        let status = match &handle.pidfd {
+            Some(pidfd) => waitid(Id::PIDFd(pidfd.as_fd()), flags),
+            // An unreaped child's pid cannot be reused, so waiting on the pid
+            // of an owned child is exact.
+            None => waitid(Id::Pid(nix::unistd::Pid::from_raw(handle.id.pid)), flags),
+        };
+        match status {
+            Ok(status) => Ok(wait_status(status).map(|(_, status)| status)),
+            Err(errno) => Err(io::Error::from(errno)),
+        }
+    }
+
+    fn reap_any(&self) -> io::Result<Option<(i32, ExitStatus)>> {
+        match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG) {
+            Ok(status) => Ok(wait_status(status)),
+            Err(Errno::ECHILD) => Ok(None),
+            Err(errno) => Err(io::Error::from(errno)),
+        }
+    }
+
+    fn child_zombies(&self) -> Vec<ProcessId> {
+        // Each thread's children are listed apart, so read every task's list.
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return Vec::new();
+        };
+        let mut zombies = Vec::new();
+        for task in tasks.flatten() {
+            let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+                continue;
+            };
+            for pid in children
+                .split_ascii_whitespace()
+                .filter_map(|p| p.parse().ok())
+            {
+                if let Some(info) = self.stat_pid(pid).filter(|info| info.exited) {
+                    zombies.push(ProcessId::new(pid, info.start_time));
+                }
+            }
+        }
+        zombies
+    }
+
+    fn set_subreaper(&self) -> io::Result<()> {
+        nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
+    }
+}
+
+fn libc_esrch() -> i32 {
+    Errno::ESRCH as i32
+}
+
+/// Whether an error from [`Os::signal`] means the process is already gone.
+pub(crate) fn is_gone(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(libc_esrch())
+}
+
+/// Whether an error from [`Os::signal`] means this process lacks permission.
+pub(crate) fn is_permission(error: &io::Error) -> bool {
+    error.raw_os_error() == Some(Errno::EPERM as i32)
+}

@@ -1,0 +1,145 @@
+//! The interval scan: the safety net that reads every tracked process
+//! through procfs, off the actor's task.
+//!
+//! The scanner task owns the `Interval`. On each tick it asks the actor for
+//! a snapshot of the tracked set (cheap `Arc` clones), reads `/proc` on the
+//! blocking pool, and sends the observations back. The actor never waits for
+//! a scan, so a scan of 10,000 processes never delays a command.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{self, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::ProcessId;
+use crate::os::{Os, ProcHandle};
+
+/// One tracked process as the scan needs it.
+#[derive(Debug)]
+pub(crate) struct ScanTarget {
+    pub(crate) handle: Arc<ProcHandle>,
+    pub(crate) parent: ProcessId,
+    /// The parent was named by the caller and is not the real parent, so
+    /// its liveness is read directly instead of inferred from our ppid.
+    pub(crate) named_parent: bool,
+}
+
+/// What the actor hands the scanner on each tick.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    pub(crate) targets: Vec<ScanTarget>,
+    /// Also list exited children nobody owns.
+    pub(crate) find_zombies: bool,
+}
+
+/// What the scan saw of one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Observation {
+    /// Reaped already, or its pid names another process now.
+    Gone,
+    /// Exited, waiting to be reaped.
+    Exited,
+    /// Running.
+    Alive {
+        /// Its parent now.
+        ppid: i32,
+        /// Whether its recorded parent is still alive.
+        parent_alive: bool,
+    },
+}
+
+/// A finished scan.
+#[derive(Debug)]
+pub(crate) struct ScanReport {
+    pub(crate) observations: Vec<(ProcessId, Observation)>,
+    pub(crate) zombies: Vec<ProcessId>,
+    pub(crate) duration: Duration,
+}
+
+/// Messages from the scanner to the actor.
+#[derive(Debug)]
+pub(crate) enum ScanMsg {
+    /// "Tick: what is tracked now?"
+    Snapshot(oneshot::Sender<Snapshot>),
+    /// The observations of that tick.
+    Report(ScanReport),
+}
+
+/// Reads every target once. Runs on the blocking pool.
+pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot) -> ScanReport {
+    let started = std::time::Instant::now();
+    // Many tracked processes share one parent; read each named parent once.
+    let mut parents: HashMap<ProcessId, bool> = HashMap::new();
+    let observations = snapshot
+        .targets
+        .iter()
+        .map(|target| {
+            let observation = match os.stat(&target.handle) {
+                None => Observation::Gone,
+                Some(info) if info.exited => Observation::Exited,
+                Some(info) => {
+                    let parent_alive = if target.named_parent {
+                        *parents.entry(target.parent).or_insert_with(|| {
+                            os.stat_pid(target.parent.pid).is_some_and(|p| {
+                                !p.exited && p.start_time == target.parent.start_time
+                            })
+                        })
+                    } else {
+                        // Children are reparented when their parent exits,
+                        // so an unchanged ppid means the parent lives.
+                        info.ppid == target.parent.pid
+                    };
+                    Observation::Alive {
+                        ppid: info.ppid,
+                        parent_alive,
+                    }
+                }
+            };
+            (target.handle.id, observation)
+        })
+        .collect();
+    let zombies = if snapshot.find_zombies {
+        os.child_zombies()
+    } else {
+        Vec::new()
+    };
+    ScanReport {
+        observations,
+        zombies,
+        duration: started.elapsed(),
+    }
+}
+
+/// The scanner task: ticks, asks for a snapshot, scans, reports.
+pub(crate) async fn run(
+    os: Arc<dyn Os>,
+    period: Duration,
+    to_actor: mpsc::Sender<ScanMsg>,
+    cancel: CancellationToken,
+) {
+    let mut interval = time::interval_at(Instant::now(), period);
+    // A stalled runtime must not be followed by a burst of scans: one scan
+    // sees everything a burst would.
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    while cancel.run_until_cancelled(interval.tick()).await.is_some() {
+        let (reply, snapshot) = oneshot::channel();
+        if to_actor.send(ScanMsg::Snapshot(reply)).await.is_err() {
+            break;
+        }
+        let Ok(snapshot) = snapshot.await else { break };
+        let os = Arc::clone(&os);
+        let report = match tokio::task::spawn_blocking(move || scan(os.as_ref(), snapshot)).await {
+            Ok(report) => report,
+            Err(error) => {
+                tracing::error!(%error, "scan task failed; the next tick retries");
+                continue;
+            }
+        };
+        if to_actor.send(ScanMsg::Report(report)).await.is_err() {
+            break;
+        }
+    }
+}

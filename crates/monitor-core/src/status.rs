@@ -1,0 +1,102 @@
+//! The monitor's status report.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{OrphanAction, ProcessId, ReapPolicy};
+
+/// Where a tracked process is in its life as the monitor sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessState {
+    /// Its parent is alive; nothing to do.
+    Running,
+    /// Its parent died and the action is `notify`: reported, left running.
+    Orphaned,
+    /// The termination signal was sent; `SIGKILL` follows at the deadline.
+    Terminating,
+    /// `SIGKILL` was sent; waiting for it to vanish.
+    Killing,
+    /// It outlived `SIGKILL` by `kill_timeout`.
+    Unkillable,
+}
+
+/// One tracked process in [`Status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct TrackedStatus {
+    /// The process.
+    pub id: ProcessId,
+    /// The parent whose death orphans it.
+    pub parent: ProcessId,
+    /// Its state.
+    pub state: ProcessState,
+    /// How long it has been in that state.
+    #[serde(with = "humantime_serde")]
+    pub since: Duration,
+    /// Whether the monitor reaps it.
+    pub owned: bool,
+    /// Whether it is pinned by a pidfd.
+    pub pidfd: bool,
+    /// Its orphan action.
+    pub action: OrphanAction,
+}
+
+/// Running totals since the monitor started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Counters {
+    /// Scans completed.
+    pub scans: u64,
+    /// Processes found orphaned.
+    pub orphans_found: u64,
+    /// Orphans that exited after the termination signal, before `SIGKILL`.
+    pub orphans_terminated: u64,
+    /// Orphans sent `SIGKILL`.
+    pub orphans_killed: u64,
+    /// Children reaped.
+    pub reaped: u64,
+    /// Tracked processes that exited.
+    pub exited: u64,
+    /// Signals refused with `EPERM`.
+    pub permission_denied: u64,
+    /// Failures of any kind (each also an `Error` event).
+    pub errors: u64,
+}
+
+/// A snapshot of the monitor, from [`crate::MonitorHandle::status`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Status {
+    /// The configured `enabled`.
+    pub enabled: bool,
+    /// Whether the monitor is running (false when disabled).
+    pub running: bool,
+    /// The pid of the monitor's process.
+    pub pid: i32,
+    /// The scan interval.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+    /// The default grace period.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// The reap policy.
+    pub reap_policy: ReapPolicy,
+    /// Whether this process is a child subreaper.
+    pub subreaper: bool,
+    /// Whether the kernel gave a pidfd for every tracked process so far
+    /// (`false` once any fell back to start-time checks).
+    pub pidfd_supported: bool,
+    /// How many processes are tracked.
+    pub tracked_count: usize,
+    /// Every tracked process, by pid.
+    pub tracked: Vec<TrackedStatus>,
+    /// Running totals.
+    pub counters: Counters,
+    /// How long the last scan took, if one ran.
+    #[serde(with = "humantime_serde")]
+    pub last_scan_duration: Option<Duration>,
+    /// Exited children nobody in this process has reaped yet.
+    pub unowned_zombies: Vec<ProcessId>,
+}

@@ -1,0 +1,188 @@
+//! What a caller hands the monitor when it tracks a process, and what it
+//! gets back.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::{Error, ExitStatus, OrphanAction, ProcessId, Signal};
+
+/// Per-process settings for [`crate::MonitorHandle::track_with`].
+///
+/// Every field left `None` takes the monitor's configured default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TrackOptions {
+    /// The process whose death makes this one an orphan. Default: its
+    /// parent at track time.
+    pub parent: Option<ParentSpec>,
+    /// What to do when it is orphaned.
+    pub action: Option<OrphanAction>,
+    /// Time between the termination signal and `SIGKILL`.
+    #[serde(with = "humantime_serde")]
+    pub grace: Option<Duration>,
+    /// The signal that starts termination.
+    pub signal: Option<Signal>,
+    /// Refuse to track unless the process has this start time (guards a pid
+    /// read earlier against reuse).
+    pub start_time: Option<u64>,
+}
+
+impl TrackOptions {
+    /// Options with every field at the monitor's default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Watch this pid (as it is now) instead of the real parent.
+    pub fn parent(mut self, pid: i32) -> Self {
+        self.parent = Some(ParentSpec::Pid(pid));
+        self
+    }
+
+    /// Watch exactly this parent identity; if it is already gone, the
+    /// process is an orphan at the next scan.
+    pub fn parent_identity(mut self, id: ProcessId) -> Self {
+        self.parent = Some(ParentSpec::Identity(id));
+        self
+    }
+
+    /// Sets the orphan action.
+    pub fn action(mut self, action: OrphanAction) -> Self {
+        self.action = Some(action);
+        self
+    }
+
+    /// Sets the grace period.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace = Some(grace);
+        self
+    }
+
+    /// Sets the termination signal.
+    pub fn signal(mut self, signal: Signal) -> Self {
+        self.signal = Some(signal);
+        self
+    }
+
+    /// Requires this start time.
+    pub fn start_time(mut self, start_time: u64) -> Self {
+        self.start_time = Some(start_time);
+        self
+    }
+}
+
+/// The parent a tracked process is watched against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParentSpec {
+    /// The process that has this pid at track time.
+    Pid(i32),
+    /// Exactly this process.
+    Identity(ProcessId),
+}
+
+/// What the monitor recorded for a tracked process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Tracked {
+    /// The process.
+    pub id: ProcessId,
+    /// The parent whose death makes it an orphan.
+    pub parent: ProcessId,
+    /// Whether the monitor reaps it and reports its exit status.
+    pub owned: bool,
+    /// Whether it is pinned by a pidfd (`false`: start-time fallback).
+    pub pidfd: bool,
+    /// What happens when it is orphaned.
+    pub action: OrphanAction,
+    /// Time between the termination signal and `SIGKILL`.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// The signal that starts termination.
+    pub signal: Signal,
+}
+
+/// A child process handed to [`crate::MonitorHandle::track_child`].
+///
+/// The monitor keeps the `Child` value until it has reaped the process, and
+/// reaps it through the value's own `try_wait`, so the value never goes to
+/// Tokio's orphan queue still holding an unreaped pid.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ChildProcess {
+    /// A `std::process::Child`.
+    Std(std::process::Child),
+    /// A `tokio::process::Child`.
+    Tokio(tokio::process::Child),
+}
+
+impl ChildProcess {
+    /// The child's pid, `None` when its status was already collected.
+    pub(crate) fn pid(&self) -> Option<i32> {
+        let id = match self {
+            Self::Std(child) => Some(child.id()),
+            Self::Tokio(child) => child.id(),
+        };
+        id.and_then(|id| i32::try_from(id).ok())
+    }
+
+    /// `waitpid(pid, WNOHANG)` through the value itself. The pid of an
+    /// unreaped child cannot be reused, so this waits for exactly this one.
+    pub(crate) fn try_wait(&mut self) -> std::io::Result<Option<ExitStatus>> {
+        let status = match self {
+            Self::Std(child) => child.try_wait()?,
+            Self::Tokio(child) => child.try_wait()?,
+        };
+        Ok(status.map(ExitStatus::from))
+    }
+}
+
+impl From<std::process::Child> for ChildProcess {
+    fn from(child: std::process::Child) -> Self {
+        Self::Std(child)
+    }
+}
+
+impl From<tokio::process::Child> for ChildProcess {
+    fn from(child: tokio::process::Child) -> Self {
+        Self::Tokio(child)
+    }
+}
+
+/// A child the monitor owns: await its exit status here.
+#[derive(Debug)]
+pub struct OwnedChild {
+    tracked: Tracked,
+    exit: oneshot::Receiver<ExitStatus>,
+}
+
+impl OwnedChild {
+    pub(crate) fn new(tracked: Tracked, exit: oneshot::Receiver<ExitStatus>) -> Self {
+        Self { tracked, exit }
+    }
+
+    /// What was recorded when the child was handed over.
+    pub fn tracked(&self) -> &Tracked {
+        &self.tracked
+    }
+
+    /// The child's identity.
+    pub fn id(&self) -> ProcessId {
+        self.tracked.id
+    }
+
+    /// Waits until the monitor has reaped the child.
+    ///
+    /// Fails with [`Error::MonitorGone`] if the monitor shut down first.
+    pub async fn wait(self) -> Result<ExitStatus, Error> {
+        self.exit.await.map_err(|_| Error::MonitorGone)
+    }
+
+    /// [`OwnedChild::wait`] for plain threads; panics inside an async context.
+    pub fn wait_blocking(self) -> Result<ExitStatus, Error> {
+        self.exit.blocking_recv().map_err(|_| Error::MonitorGone)
+    }
+}
