@@ -14,10 +14,11 @@ use tracing::Span;
 
 use crate::os::{self, Os, ProcHandle};
 use crate::scan::{Observation, ScanMsg, ScanReport, ScanTarget, Snapshot};
-use crate::status::{Counters, ProcessState, Status, TrackedStatus};
+use crate::status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};
 use crate::{
     ChildProcess, Config, Error, ErrorKind, Event, ExitStatus, OrphanAction, OwnedChild,
-    ParentSpec, ProcessId, ReapPolicy, ShutdownPolicy, Signal, TrackOptions, Tracked,
+    ParentSpec, ProcessId, ReapPolicy, ShutdownPolicy, Signal, TrackChildError, TrackOptions,
+    Tracked,
 };
 
 /// A request from a [`crate::MonitorHandle`].
@@ -31,7 +32,7 @@ pub(crate) enum Command {
     TrackChild {
         child: ChildProcess,
         options: TrackOptions,
-        reply: oneshot::Sender<Result<OwnedChild, Error>>,
+        reply: oneshot::Sender<Result<OwnedChild, TrackChildError>>,
     },
     Untrack {
         pid: i32,
@@ -131,7 +132,7 @@ pub(crate) struct Actor {
     /// Every event goes here; subscribers each hold a receiver.
     events: broadcast::Sender<Event>,
     counters: Counters,
-    last_scan: Option<Duration>,
+    last_scan: Option<ScanSummary>,
     unowned_zombies: BTreeSet<ProcessId>,
     pidfd_fallbacks: u64,
     subreaper: bool,
@@ -225,7 +226,9 @@ impl Actor {
                 options,
                 reply,
             } => {
-                let result = self.track(pid, options, None).map(|(tracked, _)| tracked);
+                let result = self
+                    .track(pid, options, &mut None)
+                    .map(|(tracked, _)| tracked);
                 let _ = reply.send(result);
             }
             Command::TrackChild {
@@ -233,11 +236,15 @@ impl Actor {
                 options,
                 reply,
             } => {
-                let result = match child.pid() {
+                let mut child = Some(child);
+                let result = match child.as_ref().and_then(ChildProcess::pid) {
                     None => Err(Error::ChildAlreadyReaped),
-                    Some(pid) => self
-                        .track(pid, options, Some(child))
-                        .map(|(tracked, exit)| OwnedChild::new(tracked, exit.expect("owned"))),
+                    Some(pid) => self.track(pid, options, &mut child),
+                };
+                let result = match result {
+                    Ok((tracked, Some(exit))) => Ok(OwnedChild::new(tracked, exit)),
+                    Ok((_, None)) => unreachable!("a tracked child always has an exit channel"),
+                    Err(error) => Err(TrackChildError::new(error, child)),
                 };
                 let _ = reply.send(result);
             }
@@ -265,11 +272,13 @@ impl Actor {
         }
     }
 
+    /// Tracks `pid`. A `child` is taken (and owned) only on success; on
+    /// failure it stays with the caller.
     fn track(
         &mut self,
         pid: i32,
         options: TrackOptions,
-        child: Option<ChildProcess>,
+        child: &mut Option<ChildProcess>,
     ) -> Result<(Tracked, Option<oneshot::Receiver<ExitStatus>>), Error> {
         if !self.config.enabled {
             return Err(Error::Disabled);
@@ -317,7 +326,7 @@ impl Actor {
         if !handle.has_pidfd() {
             self.pidfd_fallbacks += 1;
         }
-        let (ownership, exit) = match child {
+        let (ownership, exit) = match child.take() {
             Some(child) => {
                 let (tx, rx) = oneshot::channel();
                 let ownership = Ownership {
@@ -362,12 +371,16 @@ impl Actor {
     }
 
     fn check_parent(&self, pid: i32, parent: i32) -> Result<(), Error> {
-        match parent {
-            0 => Err(Error::PidZero),
-            parent if parent < 0 => Err(Error::NegativePid { pid: parent }),
-            parent if parent == pid => Err(Error::NoSuchProcess { pid: parent }),
-            _ => Ok(()),
-        }
+        let reason = match parent {
+            parent if parent <= 0 => "not a process id",
+            parent if parent == pid => "a process is not its own parent",
+            _ => return Ok(()),
+        };
+        Err(Error::InvalidParent {
+            pid,
+            parent,
+            reason,
+        })
     }
 
     fn untrack(&mut self, pid: i32) -> Result<Tracked, Error> {
@@ -534,12 +547,22 @@ impl Actor {
                 })
                 .collect(),
             find_zombies: self.config.reap_policy == ReapPolicy::Owned,
+            owned: self
+                .tracked
+                .iter()
+                .filter(|(_, entry)| entry.owned.is_some())
+                .map(|(pid, _)| *pid)
+                .chain(self.released.iter().map(|released| released.handle.id.pid))
+                .collect(),
         }
     }
 
     fn apply_scan(&mut self, report: ScanReport) {
         self.counters.scans += 1;
-        self.last_scan = Some(report.duration);
+        self.last_scan = Some(ScanSummary {
+            processes: report.processes,
+            duration: report.duration,
+        });
         for (id, observation) in report.observations {
             // The set may have changed while the scan ran.
             let Some(entry) = self.tracked.get_mut(&id.pid).filter(|e| e.id() == id) else {
@@ -781,7 +804,7 @@ impl Actor {
             tracked_count: tracked.len(),
             tracked,
             counters: self.counters.clone(),
-            last_scan_duration: self.last_scan,
+            last_scan: self.last_scan,
             unowned_zombies: self.unowned_zombies.iter().copied().collect(),
         }
     }

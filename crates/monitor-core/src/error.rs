@@ -57,6 +57,16 @@ pub enum Error {
         /// The start time the process has.
         actual: u64,
     },
+    /// The parent named for a tracked process cannot be one.
+    #[error("pid {parent} cannot be the parent of {pid}: {reason}")]
+    InvalidParent {
+        /// The process being tracked.
+        pid: i32,
+        /// The parent that was named.
+        parent: i32,
+        /// Why it cannot be.
+        reason: &'static str,
+    },
     /// The process is already tracked.
     #[error("process {id} is already tracked")]
     AlreadyTracked {

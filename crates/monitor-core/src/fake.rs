@@ -166,7 +166,7 @@ impl Os for FakeOs {
         Ok(None)
     }
 
-    fn child_zombies(&self) -> Vec<ProcessId> {
+    fn child_zombies(&self, _skip: &std::collections::HashSet<i32>) -> Vec<ProcessId> {
         Vec::new()
     }
 

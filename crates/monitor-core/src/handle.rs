@@ -3,7 +3,9 @@
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::actor::Command;
-use crate::{ChildProcess, Error, Event, OwnedChild, Status, TrackOptions, Tracked};
+use crate::{
+    ChildProcess, Error, Event, OwnedChild, Status, TrackChildError, TrackOptions, Tracked,
+};
 
 /// Talks to a running monitor. `Clone + Send + Sync`; holds only the
 /// command sender, so it is as cheap to clone as an `mpsc::Sender`.
@@ -64,8 +66,12 @@ impl MonitorHandle {
     /// Hands a child over to the monitor, which from now on reaps it and
     /// reports its exit status through the returned [`OwnedChild`]. Its
     /// parent is this process, so it is never orphaned while the monitor
-    /// runs; untracking it stops nothing but orphan handling.
-    pub async fn track_child(&self, child: impl Into<ChildProcess>) -> Result<OwnedChild, Error> {
+    /// runs; untracking it stops nothing but orphan handling. On failure the
+    /// child comes back inside the error.
+    pub async fn track_child(
+        &self,
+        child: impl Into<ChildProcess>,
+    ) -> Result<OwnedChild, TrackChildError> {
         self.track_child_with(child, TrackOptions::default()).await
     }
 
@@ -74,14 +80,19 @@ impl MonitorHandle {
         &self,
         child: impl Into<ChildProcess>,
         options: TrackOptions,
-    ) -> Result<OwnedChild, Error> {
-        let child = child.into();
-        self.request(|reply| Command::TrackChild {
-            child,
+    ) -> Result<OwnedChild, TrackChildError> {
+        let (reply, response) = oneshot::channel();
+        let command = Command::TrackChild {
+            child: child.into(),
             options,
             reply,
-        })
-        .await?
+        };
+        if let Err(mpsc::error::SendError(command)) = self.commands.send(command).await {
+            return Err(gone_with(command));
+        }
+        response
+            .await
+            .unwrap_or(Err(TrackChildError::new(Error::MonitorGone, None)))
     }
 
     /// Stops tracking `pid`; a pending termination is cancelled.
@@ -132,13 +143,28 @@ impl MonitorHandle {
     pub fn track_child_blocking(
         &self,
         child: impl Into<ChildProcess>,
-    ) -> Result<OwnedChild, Error> {
-        let child = child.into();
-        self.request_blocking(|reply| Command::TrackChild {
-            child,
-            options: TrackOptions::default(),
+    ) -> Result<OwnedChild, TrackChildError> {
+        self.track_child_with_blocking(child, TrackOptions::default())
+    }
+
+    /// [`MonitorHandle::track_child_with`] for plain threads.
+    pub fn track_child_with_blocking(
+        &self,
+        child: impl Into<ChildProcess>,
+        options: TrackOptions,
+    ) -> Result<OwnedChild, TrackChildError> {
+        let (reply, response) = oneshot::channel();
+        let command = Command::TrackChild {
+            child: child.into(),
+            options,
             reply,
-        })?
+        };
+        if let Err(mpsc::error::SendError(command)) = self.commands.blocking_send(command) {
+            return Err(gone_with(command));
+        }
+        response
+            .blocking_recv()
+            .unwrap_or(Err(TrackChildError::new(Error::MonitorGone, None)))
     }
 
     /// [`MonitorHandle::untrack`] for plain threads.
@@ -163,4 +189,13 @@ impl MonitorHandle {
             Err(other) => Err(other),
         }
     }
+}
+
+/// The monitor is gone before it took the child: hand the child back.
+fn gone_with(command: Command) -> TrackChildError {
+    let child = match command {
+        Command::TrackChild { child, .. } => Some(child),
+        _ => None,
+    };
+    TrackChildError::new(Error::MonitorGone, child)
 }

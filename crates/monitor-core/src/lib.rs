@@ -111,8 +111,8 @@ pub use event::{ErrorKind, Event};
 pub use handle::MonitorHandle;
 pub use id::{ExitStatus, ProcessId, Signal, UnknownSignal};
 pub use monitor::{Monitor, MonitorBuilder};
-pub use status::{Counters, ProcessState, Status, TrackedStatus};
-pub use track::{ChildProcess, OwnedChild, ParentSpec, TrackOptions, Tracked};
+pub use status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};
+pub use track::{ChildProcess, OwnedChild, ParentSpec, TrackChildError, TrackOptions, Tracked};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

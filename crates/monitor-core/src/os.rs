@@ -5,8 +5,11 @@
 //! process table in unit tests, and against procfs, pidfds and `waitid` in
 //! production ([`LinuxOs`]).
 
+use std::collections::HashSet;
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 
 use nix::errno::Errno;
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
@@ -29,14 +32,17 @@ pub(crate) struct ProcInfo {
 /// A tracked process pinned for the monitor's lifetime.
 ///
 /// The pidfd (when the kernel gives one) is the process itself: signals sent
-/// through it can never reach a later holder of the same pid. The procfs
-/// directory handle is opened right after it, so every later read of `stat`
-/// goes to the same process or fails with `NotFound`.
+/// through it can never reach a later holder of the same pid. Its
+/// `/proc/<pid>/stat` is opened right after it and kept open: the open file
+/// belongs to that process, so every later read goes to the same process or
+/// fails with `ESRCH` once it is reaped, even if the pid was reused. Reading
+/// it again with `pread` costs one system call instead of the three of an
+/// open, read and close.
 #[derive(Debug)]
 pub(crate) struct ProcHandle {
     pub(crate) id: ProcessId,
     pidfd: Option<OwnedFd>,
-    proc: Option<Process>,
+    stat: Option<File>,
 }
 
 impl ProcHandle {
@@ -46,7 +52,7 @@ impl ProcHandle {
         Self {
             id,
             pidfd: None,
-            proc: None,
+            stat: None,
         }
     }
 
@@ -82,8 +88,9 @@ pub(crate) trait Os: Send + Sync + 'static {
     /// Reaps any one exited child (`ReapPolicy::AllChildren` only).
     fn reap_any(&self) -> io::Result<Option<(i32, ExitStatus)>>;
 
-    /// The exited children of this process that nobody has reaped yet.
-    fn child_zombies(&self) -> Vec<ProcessId>;
+    /// The exited children of this process that nobody has reaped yet,
+    /// leaving out the pids in `skip` (children the monitor owns).
+    fn child_zombies(&self, skip: &HashSet<i32>) -> Vec<ProcessId>;
 
     /// Makes this process a child subreaper.
     fn set_subreaper(&self) -> io::Result<()>;
@@ -101,6 +108,21 @@ impl LinuxOs {
             my_pid: rustix::process::getpid().as_raw_nonzero().get(),
         }
     }
+}
+
+/// Longest `/proc/<pid>/stat` line: 52 numeric fields of at most 20 digits
+/// plus a 16-byte command name stays well under this.
+const STAT_MAX: usize = 2048;
+
+/// Reads an open `/proc/<pid>/stat` from its start and parses it with
+/// procfs. `None` once the process has been reaped.
+fn read_stat(file: &File) -> Option<procfs::process::Stat> {
+    let mut buf = [0u8; STAT_MAX];
+    let len = file.read_at(&mut buf, 0).ok()?;
+    if len == 0 || len == buf.len() {
+        return None;
+    }
+    <procfs::process::Stat as procfs::FromRead>::from_read(&buf[..len]).ok()
 }
 
 fn info_from_stat(stat: &procfs::process::Stat) -> ProcInfo {
@@ -147,18 +169,18 @@ impl Os for LinuxOs {
                 None
             }
         };
-        let not_found = |e: procfs::ProcError| match e {
-            procfs::ProcError::NotFound(_) => Error::NoSuchProcess { pid },
-            procfs::ProcError::PermissionDenied(_) => Error::PermissionDenied { pid },
-            other => Error::Os {
-                syscall: "read /proc/<pid>/stat",
-                pid,
-                source: io::Error::other(other.to_string()),
-            },
-        };
-        let proc = Process::new(pid).map_err(not_found)?;
-        let stat = proc.stat().map_err(not_found)?;
-        let info = info_from_stat(&stat);
+        let file =
+            File::open(format!("/proc/{pid}/stat")).map_err(|source| match source.kind() {
+                io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
+                io::ErrorKind::PermissionDenied => Error::PermissionDenied { pid },
+                _ => Error::Os {
+                    syscall: "open /proc/<pid>/stat",
+                    pid,
+                    source,
+                },
+            })?;
+        // Reaped between the pidfd and the open: nothing left to track.
+        let info = info_from_stat(&read_stat(&file).ok_or(Error::NoSuchProcess { pid })?);
         if !info.exited {
             match rustix::process::test_kill_process(raw) {
                 Ok(()) => {}
@@ -180,14 +202,13 @@ impl Os for LinuxOs {
         let handle = ProcHandle {
             id: ProcessId::new(pid, info.start_time),
             pidfd,
-            proc: Some(proc),
+            stat: Some(file),
         };
         Ok((handle, info))
     }
 
     fn stat(&self, handle: &ProcHandle) -> Option<ProcInfo> {
-        let proc = handle.proc.as_ref()?;
-        let info = info_from_stat(&proc.stat().ok()?);
+        let info = info_from_stat(&read_stat(handle.stat.as_ref()?)?);
         (info.start_time == handle.id.start_time).then_some(info)
     }
 
@@ -206,9 +227,9 @@ impl Os for LinuxOs {
             })?;
             return rustix::process::pidfd_send_signal(pidfd, sig).map_err(io::Error::from);
         }
-        // Fallback without a pidfd: the pinned procfs handle answers only for
-        // the process we pinned, so a successful read proves the pid still
-        // names it. The window left is the few microseconds between this
+        // Fallback without a pidfd: the open stat file answers only for the
+        // process we pinned, so a successful read proves the pid still names
+        // it. The window left is the few microseconds between this
         // read and the kill below.
         if self.stat(handle).is_none() {
             return Err(io::Error::from_raw_os_error(libc_esrch()));
@@ -239,7 +260,7 @@ impl Os for LinuxOs {
         }
     }
 
-    fn child_zombies(&self) -> Vec<ProcessId> {
+    fn child_zombies(&self, skip: &HashSet<i32>) -> Vec<ProcessId> {
         // Each thread's children are listed apart, so read every task's list.
         let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
             return Vec::new();
@@ -249,10 +270,10 @@ impl Os for LinuxOs {
             let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
                 continue;
             };
-            for pid in children
+            let pids = children
                 .split_ascii_whitespace()
-                .filter_map(|p| p.parse().ok())
-            {
+                .filter_map(|p| p.parse().ok());
+            for pid in pids.filter(|pid| !skip.contains(pid)) {
                 if let Some(info) = self.stat_pid(pid).filter(|info| info.exited) {
                     zombies.push(ProcessId::new(pid, info.start_time));
                 }

@@ -6,7 +6,7 @@
 //! blocking pool, and sends the observations back. The actor never waits for
 //! a scan, so a scan of 10,000 processes never delays a command.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +33,8 @@ pub(crate) struct Snapshot {
     pub(crate) targets: Vec<ScanTarget>,
     /// Also list exited children nobody owns.
     pub(crate) find_zombies: bool,
+    /// Children the monitor owns: reaped by the actor, not zombies to report.
+    pub(crate) owned: HashSet<i32>,
 }
 
 /// What the scan saw of one process.
@@ -55,6 +57,8 @@ pub(crate) enum Observation {
 #[derive(Debug)]
 pub(crate) struct ScanReport {
     pub(crate) observations: Vec<(ProcessId, Observation)>,
+    /// How many tracked processes were read.
+    pub(crate) processes: usize,
     pub(crate) zombies: Vec<ProcessId>,
     pub(crate) duration: Duration,
 }
@@ -73,7 +77,7 @@ pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot) -> ScanReport {
     let started = std::time::Instant::now();
     // Many tracked processes share one parent; read each named parent once.
     let mut parents: HashMap<ProcessId, bool> = HashMap::new();
-    let observations = snapshot
+    let observations: Vec<_> = snapshot
         .targets
         .iter()
         .map(|target| {
@@ -102,11 +106,12 @@ pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot) -> ScanReport {
         })
         .collect();
     let zombies = if snapshot.find_zombies {
-        os.child_zombies()
+        os.child_zombies(&snapshot.owned)
     } else {
         Vec::new()
     };
     ScanReport {
+        processes: observations.len(),
         observations,
         zombies,
         duration: started.elapsed(),

@@ -65,6 +65,17 @@ pub struct Counters {
     pub errors: u64,
 }
 
+/// What the last scan read and how long it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ScanSummary {
+    /// How many tracked processes it read.
+    pub processes: usize,
+    /// Its wall-clock time, including the check for unowned zombies.
+    #[serde(with = "humantime_serde")]
+    pub duration: Duration,
+}
+
 /// A snapshot of the monitor, from [`crate::MonitorHandle::status`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -94,9 +105,8 @@ pub struct Status {
     pub tracked: Vec<TrackedStatus>,
     /// Running totals.
     pub counters: Counters,
-    /// How long the last scan took, if one ran.
-    #[serde(with = "humantime_serde")]
-    pub last_scan_duration: Option<Duration>,
+    /// The last scan, if one ran.
+    pub last_scan: Option<ScanSummary>,
     /// Exited children nobody in this process has reaped yet.
     pub unowned_zombies: Vec<ProcessId>,
 }

@@ -152,6 +152,53 @@ impl From<tokio::process::Child> for ChildProcess {
     }
 }
 
+/// [`crate::MonitorHandle::track_child`] failed. The child is handed back
+/// (unless the monitor stopped while holding it), so the caller can still
+/// wait for it or kill it.
+#[derive(Debug)]
+pub struct TrackChildError {
+    error: Error,
+    /// Boxed: a `Child` is large, and this travels in every `Result`.
+    child: Option<Box<ChildProcess>>,
+}
+
+impl TrackChildError {
+    pub(crate) fn new(error: Error, child: Option<ChildProcess>) -> Self {
+        Self {
+            error,
+            child: child.map(Box::new),
+        }
+    }
+
+    /// Why it failed.
+    pub fn error(&self) -> &Error {
+        &self.error
+    }
+
+    /// The child, untouched, if the monitor did not keep it.
+    pub fn into_child(self) -> Option<ChildProcess> {
+        self.child.map(|child| *child)
+    }
+}
+
+impl std::fmt::Display for TrackChildError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for TrackChildError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.error)
+    }
+}
+
+impl From<TrackChildError> for Error {
+    fn from(error: TrackChildError) -> Self {
+        error.error
+    }
+}
+
 /// A child the monitor owns: await its exit status here.
 #[derive(Debug)]
 pub struct OwnedChild {

@@ -1,0 +1,71 @@
+//! `ReapPolicy::AllChildren`, in its own test binary because it reaps every
+//! child of the process.
+//!
+//! It shows both sides of the policy: every exited child is reaped (none is
+//! left a zombie), and a `std::process::Child` spawned next to it loses its
+//! exit status. The second half is the negative control for the no-theft
+//! test in `reaping.rs`, which runs with the default policy: it proves that
+//! check can fail.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{EventLog, Procs, SOON};
+use monitor_core::{Event, Monitor, ReapPolicy};
+
+/// Twenty children whose `Child` values nobody waits for are all reaped,
+/// and a child someone else waits for gets `ECHILD`: the policy steals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_child_is_reaped_and_other_waiters_lose_their_status() {
+    common::init_tracing();
+    let mut procs = Procs::new();
+    let monitor = Monitor::builder()
+        .reap_policy(ReapPolicy::AllChildren)
+        .check_interval(Duration::from_secs(60))
+        .spawn()
+        .expect("monitor starts");
+    let handle = monitor.handle();
+    let mut log = EventLog::subscribe(&handle).await;
+
+    let mut quick = Vec::new();
+    for _ in 0..20 {
+        let spawned = procs.spawn(Command::new("true").stdin(Stdio::null()));
+        // The guard's `Child` is never waited before the monitor reaps it.
+        quick.push(spawned.proc);
+    }
+    for proc in &quick {
+        log.wait_for(
+            SOON,
+            "Reaped",
+            |e| matches!(e, Event::Reaped { pid, status } if *pid == proc.pid && status.success()),
+        )
+        .await;
+        assert!(proc.is_reaped(), "{} is still a zombie", proc.pid);
+    }
+
+    // The other side: a child this code waits for itself.
+    let victim = procs
+        .spawn(
+            Command::new("sh")
+                .args(["-c", "exit 4"])
+                .stdin(Stdio::null()),
+        )
+        .proc;
+    log.wait_for(
+        SOON,
+        "Reaped",
+        |e| matches!(e, Event::Reaped { pid, .. } if *pid == victim.pid),
+    )
+    .await;
+    let stolen = procs
+        .child_mut(&victim)
+        .wait()
+        .expect_err("its status was taken by the monitor");
+    assert_eq!(
+        stolen.raw_os_error(),
+        Some(nix::errno::Errno::ECHILD as i32)
+    );
+    monitor.shutdown().await;
+}
