@@ -29,12 +29,20 @@ async fn every_child_is_reaped_and_other_waiters_lose_their_status() {
     let handle = monitor.handle();
     let mut log = EventLog::subscribe(&handle).await;
 
+    // Each child exits when its stdin closes, so it is pinned before the
+    // monitor can reap it. The guard's `Child` values are never waited.
     let mut quick = Vec::new();
+    let mut cues = Vec::new();
     for _ in 0..20 {
-        let spawned = procs.spawn(Command::new("true").stdin(Stdio::null()));
-        // The guard's `Child` is never waited before the monitor reaps it.
+        let spawned = procs.spawn(
+            Command::new("sh")
+                .args(["-c", "read x; exit 0"])
+                .stdin(Stdio::piped()),
+        );
         quick.push(spawned.proc);
+        cues.push(spawned.stdin);
     }
+    drop(cues);
     for proc in &quick {
         log.wait_for(
             SOON,
