@@ -163,15 +163,8 @@ async fn reused_pid_can_be_tracked_again() {
 /// and the process dies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn death_of_a_named_parent_orphans_the_process() {
-    common::init_tracing();
     let mut procs = Procs::new();
-    let monitor = Monitor::builder()
-        .check_interval(Duration::from_millis(50))
-        .grace(Duration::from_millis(500))
-        .spawn()
-        .unwrap();
-    let handle = monitor.handle();
-    let mut log = EventLog::subscribe(&handle).await;
+    let (monitor, handle, mut log) = common::fast_monitor(Duration::from_millis(500)).await;
 
     let helper = procs.sleep("300");
     let worker = procs.sleep("300");
@@ -212,15 +205,8 @@ async fn death_of_a_named_parent_orphans_the_process() {
 /// orphan at the next scan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parent_identity_already_gone_is_an_orphan_at_once() {
-    common::init_tracing();
     let mut procs = Procs::new();
-    let monitor = Monitor::builder()
-        .check_interval(Duration::from_millis(50))
-        .grace(Duration::from_millis(500))
-        .spawn()
-        .unwrap();
-    let handle = monitor.handle();
-    let mut log = EventLog::subscribe(&handle).await;
+    let (monitor, handle, mut log) = common::fast_monitor(Duration::from_millis(500)).await;
 
     let gone = procs.sleep("300");
     procs.kill_and_reap(&gone);

@@ -22,15 +22,8 @@ const STUBBORN: &str = "(trap '' TERM; exec sleep 300) & echo $!; wait";
 /// auto-untracked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grandchild_of_a_killed_parent_is_terminated() {
-    common::init_tracing();
     let mut procs = Procs::new();
-    let monitor = Monitor::builder()
-        .check_interval(Duration::from_millis(50))
-        .grace(Duration::from_millis(500))
-        .spawn()
-        .unwrap();
-    let handle = monitor.handle();
-    let mut log = EventLog::subscribe(&handle).await;
+    let (monitor, handle, mut log) = common::fast_monitor(Duration::from_millis(500)).await;
 
     let shell = procs.spawn_shell("sleep 300 & echo $!; wait", 1);
     let sleep = shell.kid().clone();
@@ -98,15 +91,8 @@ async fn grandchild_of_a_killed_parent_is_terminated() {
 /// no Orphaned or Signalled event for it and it still runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grandchild_with_a_living_parent_is_left_alone() {
-    common::init_tracing();
     let mut procs = Procs::new();
-    let monitor = Monitor::builder()
-        .check_interval(Duration::from_millis(50))
-        .grace(Duration::from_millis(200))
-        .spawn()
-        .unwrap();
-    let handle = monitor.handle();
-    let mut log = EventLog::subscribe(&handle).await;
+    let (monitor, handle, mut log) = common::fast_monitor(Duration::from_millis(200)).await;
 
     let shell = procs.spawn_shell("sleep 300 & echo $!; wait", 1);
     let sleep = shell.kid().clone();
@@ -278,15 +264,8 @@ async fn fifty_stubborn_orphans_take_about_one_grace_period() {
 /// the Orphaned state, and is neither signalled nor killed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notify_action_reports_and_leaves_the_orphan_running() {
-    common::init_tracing();
     let mut procs = Procs::new();
-    let monitor = Monitor::builder()
-        .check_interval(Duration::from_millis(50))
-        .grace(Duration::from_millis(200))
-        .spawn()
-        .unwrap();
-    let handle = monitor.handle();
-    let mut log = EventLog::subscribe(&handle).await;
+    let (monitor, handle, mut log) = common::fast_monitor(Duration::from_millis(200)).await;
 
     let shell = procs.spawn_shell("sleep 300 & echo $!; wait", 1);
     let sleep = shell.kid().clone();
@@ -327,15 +306,8 @@ async fn notify_action_reports_and_leaves_the_orphan_running() {
 /// SIGINT, and (ignoring it) SIGKILL well before the default grace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_track_signal_overrides_the_default() {
-    common::init_tracing();
     let mut procs = Procs::new();
-    let monitor = Monitor::builder()
-        .check_interval(Duration::from_millis(50))
-        .grace(Duration::from_secs(60))
-        .spawn()
-        .unwrap();
-    let handle = monitor.handle();
-    let mut log = EventLog::subscribe(&handle).await;
+    let (monitor, handle, mut log) = common::fast_monitor(Duration::from_secs(60)).await;
 
     let shell = procs.spawn_shell(STUBBORN, 1);
     let sleep = shell.kid().clone();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{
     EventLog, Proc, Procs, SOON, event_id, wait_for_more_scans, wait_for_status, wait_until,
 };
-use monitor_core::{Event, ExitStatus, Monitor, MonitorHandle, ShutdownPolicy};
+use monitor_core::{Event, ExitStatus, Monitor, MonitorHandle, OwnedChild, ShutdownPolicy};
 
 /// A monitor whose scan never runs again after the immediate first tick, so
 /// only SIGCHLD can reap; returned once that first scan is done.
@@ -41,6 +41,23 @@ fn assert_no_zombie(proc: &Proc) {
         "/proc/{} still shows the same process: {now:?}",
         proc.pid
     );
+}
+
+/// Closes a child's stdin (its cue to exit), waits for the monitor to hand
+/// back its status (the 60 s scan cannot have reaped it), and reports how
+/// long that took.
+async fn release_and_wait<T>(kind: &str, stdin: T, owned: OwnedChild) -> ExitStatus {
+    let released = Instant::now();
+    drop(stdin);
+    let status = tokio::time::timeout(SOON, owned.wait())
+        .await
+        .expect("the owned child was not reaped within 10 s (60 s scan interval)")
+        .unwrap();
+    eprintln!(
+        "{kind} child: exit to OwnedChild::wait in {:?}",
+        released.elapsed()
+    );
+    status
 }
 
 /// After the child is reaped: the events say so and no scan did it.
@@ -89,14 +106,7 @@ async fn std_child_is_reaped_on_sigchld() {
     assert_eq!(owned.id(), proc.id());
     assert!(owned.tracked().owned);
 
-    let released = Instant::now();
-    drop(spawned.stdin);
-    let status = tokio::time::timeout(SOON, owned.wait())
-        .await
-        .expect("the owned child was not reaped within 10 s (60 s scan interval)")
-        .unwrap();
-    let latency = released.elapsed();
-    eprintln!("std child: exit to OwnedChild::wait in {latency:?}");
+    let status = release_and_wait("std", spawned.stdin, owned).await;
     assert_eq!(status, ExitStatus::Exited(7));
     assert_no_zombie(&proc);
     assert_reaped_by_sigchld(&handle, &mut log, &proc, 7).await;
@@ -121,14 +131,7 @@ async fn tokio_child_is_reaped_on_sigchld() {
     let owned = handle.track_child(child).await.unwrap();
     assert_eq!(owned.id(), proc.id());
 
-    let released = Instant::now();
-    drop(stdin);
-    let status = tokio::time::timeout(SOON, owned.wait())
-        .await
-        .expect("the owned child was not reaped within 10 s (60 s scan interval)")
-        .unwrap();
-    let latency = released.elapsed();
-    eprintln!("tokio child: exit to OwnedChild::wait in {latency:?}");
+    let status = release_and_wait("tokio", stdin, owned).await;
     assert_eq!(status, ExitStatus::Exited(7));
     assert_no_zombie(&proc);
     assert_reaped_by_sigchld(&handle, &mut log, &proc, 7).await;

@@ -22,7 +22,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use monitor_core::{Event, MonitorHandle, ProcessId, Status};
+use monitor_core::{Event, Monitor, MonitorHandle, ProcessId, Status};
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 use tokio::sync::{broadcast, mpsc};
 
@@ -31,6 +31,23 @@ pub(crate) const POLL: Duration = Duration::from_millis(5);
 
 /// Generous bound for things that should take milliseconds.
 pub(crate) const SOON: Duration = Duration::from_secs(10);
+
+/// The scan interval of [`fast_monitor`].
+pub(crate) const FAST_SCAN: Duration = Duration::from_millis(50);
+
+/// A monitor scanning every [`FAST_SCAN`] with this grace period, its
+/// handle, and a log of its events from the start. Tracing is set up too.
+pub(crate) async fn fast_monitor(grace: Duration) -> (Monitor, MonitorHandle, EventLog) {
+    init_tracing();
+    let monitor = Monitor::builder()
+        .check_interval(FAST_SCAN)
+        .grace(grace)
+        .spawn()
+        .expect("monitor starts");
+    let handle = monitor.handle();
+    let log = EventLog::subscribe(&handle).await;
+    (monitor, handle, log)
+}
 
 /// Logs the library's tracing output when `RUST_LOG` is set.
 pub(crate) fn init_tracing() {

@@ -226,26 +226,28 @@ impl Actor {
                 options,
                 reply,
             } => {
-                let result = self
-                    .track(pid, options, &mut None)
-                    .map(|(tracked, _)| tracked);
-                let _ = reply.send(result);
+                let _ = reply.send(self.track(pid, options, &mut None));
             }
             Command::TrackChild {
                 child,
                 options,
                 reply,
             } => {
-                let mut child = Some(child);
-                let result = match child.as_ref().and_then(ChildProcess::pid) {
+                let (waiter, exit) = oneshot::channel();
+                let pid = child.pid();
+                let mut owner = Some(Ownership {
+                    child: Some(child),
+                    waiter: Some(waiter),
+                });
+                let result = match pid {
                     None => Err(Error::ChildAlreadyReaped),
-                    Some(pid) => self.track(pid, options, &mut child),
+                    Some(pid) => self.track(pid, options, &mut owner),
                 };
-                let result = match result {
-                    Ok((tracked, Some(exit))) => Ok(OwnedChild::new(tracked, exit)),
-                    Ok((_, None)) => unreachable!("a tracked child always has an exit channel"),
-                    Err(error) => Err(TrackChildError::new(error, child)),
-                };
+                let result = result
+                    .map(|tracked| OwnedChild::new(tracked, exit))
+                    .map_err(|error| {
+                        TrackChildError::new(error, owner.and_then(|owner| owner.child))
+                    });
                 let _ = reply.send(result);
             }
             Command::Untrack { pid, reply } => {
@@ -272,14 +274,14 @@ impl Actor {
         }
     }
 
-    /// Tracks `pid`. A `child` is taken (and owned) only on success; on
-    /// failure it stays with the caller.
+    /// Tracks `pid`. An `owner` (a handed-over child) is taken only on
+    /// success; on failure it stays with the caller.
     fn track(
         &mut self,
         pid: i32,
         options: TrackOptions,
-        child: &mut Option<ChildProcess>,
-    ) -> Result<(Tracked, Option<oneshot::Receiver<ExitStatus>>), Error> {
+        owner: &mut Option<Ownership>,
+    ) -> Result<Tracked, Error> {
         if !self.config.enabled {
             return Err(Error::Disabled);
         }
@@ -293,7 +295,7 @@ impl Actor {
             self.settle_exit(pid);
         }
         let (handle, info) = self.os.open(pid)?;
-        if child.is_none() && info.exited {
+        if owner.is_none() && info.exited {
             return Err(Error::AlreadyExited { pid });
         }
         if let Some(expected) = options.start_time
@@ -326,17 +328,7 @@ impl Actor {
         if !handle.has_pidfd() {
             self.pidfd_fallbacks += 1;
         }
-        let (ownership, exit) = match child.take() {
-            Some(child) => {
-                let (tx, rx) = oneshot::channel();
-                let ownership = Ownership {
-                    child: Some(child),
-                    waiter: Some(tx),
-                };
-                (Some(ownership), Some(rx))
-            }
-            None => (None, None),
-        };
+        let ownership = owner.take();
         let id = handle.id;
         let span = tracing::info_span!("tracked", pid = id.pid, start_time = id.start_time);
         let entry = Entry {
@@ -367,7 +359,7 @@ impl Actor {
             // It may have exited before it was handed over.
             self.reap_tracked(pid);
         }
-        Ok((tracked, exit))
+        Ok(tracked)
     }
 
     fn check_parent(&self, pid: i32, parent: i32) -> Result<(), Error> {

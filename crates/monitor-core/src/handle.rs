@@ -81,18 +81,11 @@ impl MonitorHandle {
         child: impl Into<ChildProcess>,
         options: TrackOptions,
     ) -> Result<OwnedChild, TrackChildError> {
-        let (reply, response) = oneshot::channel();
-        let command = Command::TrackChild {
-            child: child.into(),
-            options,
-            reply,
-        };
+        let (command, response) = track_child_command(child.into(), options);
         if let Err(mpsc::error::SendError(command)) = self.commands.send(command).await {
             return Err(gone_with(command));
         }
-        response
-            .await
-            .unwrap_or(Err(TrackChildError::new(Error::MonitorGone, None)))
+        response.await.unwrap_or_else(|_| Err(gone_with_nothing()))
     }
 
     /// Stops tracking `pid`; a pending termination is cancelled.
@@ -153,18 +146,13 @@ impl MonitorHandle {
         child: impl Into<ChildProcess>,
         options: TrackOptions,
     ) -> Result<OwnedChild, TrackChildError> {
-        let (reply, response) = oneshot::channel();
-        let command = Command::TrackChild {
-            child: child.into(),
-            options,
-            reply,
-        };
+        let (command, response) = track_child_command(child.into(), options);
         if let Err(mpsc::error::SendError(command)) = self.commands.blocking_send(command) {
             return Err(gone_with(command));
         }
         response
             .blocking_recv()
-            .unwrap_or(Err(TrackChildError::new(Error::MonitorGone, None)))
+            .unwrap_or_else(|_| Err(gone_with_nothing()))
     }
 
     /// [`MonitorHandle::untrack`] for plain threads.
@@ -189,6 +177,23 @@ impl MonitorHandle {
             Err(other) => Err(other),
         }
     }
+}
+
+type TrackChildReply = oneshot::Receiver<Result<OwnedChild, TrackChildError>>;
+
+fn track_child_command(child: ChildProcess, options: TrackOptions) -> (Command, TrackChildReply) {
+    let (reply, response) = oneshot::channel();
+    let command = Command::TrackChild {
+        child,
+        options,
+        reply,
+    };
+    (command, response)
+}
+
+/// The monitor stopped while it held the child: nothing to hand back.
+fn gone_with_nothing() -> TrackChildError {
+    TrackChildError::new(Error::MonitorGone, None)
 }
 
 /// The monitor is gone before it took the child: hand the child back.
