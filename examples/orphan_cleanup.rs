@@ -9,7 +9,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monitor_core::{Event, Monitor};
 
@@ -37,8 +37,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tracked.id, tracked.parent
     ));
 
+    while let Ok(event) = events.try_recv() {
+        say(format!("          {event}"));
+    }
     shell.kill()?;
     shell.wait()?;
+    let killed_at = Instant::now();
     say(format!(
         "killed the parent {}; {} is now an orphan",
         tracked.parent, tracked.id
@@ -47,13 +51,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let outcome = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match events.recv().await? {
-                Event::Exited { id, status } if id == tracked.id => {
-                    say(format!(
-                        "{id} is gone (status {status:?}: reaped by its new parent)"
-                    ));
+                event @ Event::Exited { id, .. } if id == tracked.id => {
+                    let ms = killed_at.elapsed().as_millis();
+                    say(format!("+{ms:>4} ms  {event} (its new parent reaps it)"));
                     return Ok::<_, tokio::sync::broadcast::error::RecvError>(());
                 }
-                event => say(format!("event: {event:?}")),
+                event => say(format!(
+                    "+{:>4} ms  {event}",
+                    killed_at.elapsed().as_millis()
+                )),
             }
         }
     })

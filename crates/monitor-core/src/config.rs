@@ -20,6 +20,16 @@ pub enum OrphanAction {
     Notify,
 }
 
+impl std::fmt::Display for OrphanAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Terminate => "terminate",
+            Self::Kill => "kill",
+            Self::Notify => "notify",
+        })
+    }
+}
+
 /// Which exited children the monitor reaps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -83,6 +83,33 @@ pub enum Event {
     },
 }
 
+impl std::fmt::Display for Event {
+    /// One line for logs and terminals, e.g. `4242@1234 orphaned (parent 4200@1200 died): terminate`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Tracked { id, parent, owned } => {
+                let whose = if *owned { ", owned" } else { "" };
+                write!(f, "{id} tracked (parent {parent}{whose})")
+            }
+            Self::Untracked { id } => write!(f, "{id} untracked"),
+            Self::Exited {
+                id,
+                status: Some(status),
+            } => write!(f, "{id} exited: {status}"),
+            Self::Exited { id, status: None } => write!(f, "{id} exited"),
+            Self::Orphaned { id, parent, action } => {
+                write!(f, "{id} orphaned (parent {parent} died): {action}")
+            }
+            Self::Signalled { id, signal } => write!(f, "{id} sent {signal}"),
+            Self::Killed { id } => write!(f, "{id} sent SIGKILL"),
+            Self::Adopted { id } => write!(f, "{id} adopted"),
+            Self::Reaped { pid, status } => write!(f, "{pid} reaped: {status}"),
+            Self::UnownedZombie { id } => write!(f, "{id} is an unowned zombie child"),
+            Self::Error { message, .. } => write!(f, "error: {message}"),
+        }
+    }
+}
+
 /// The kinds of [`Event::Error`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -98,4 +125,43 @@ pub enum ErrorKind {
     Reap,
     /// The scan could not run.
     Scan,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_read_as_one_line() {
+        let id = ProcessId::new(4242, 1234);
+        let parent = ProcessId::new(4200, 1200);
+        let orphaned = Event::Orphaned {
+            id,
+            parent,
+            action: OrphanAction::Terminate,
+        };
+        assert_eq!(
+            orphaned.to_string(),
+            "4242@1234 orphaned (parent 4200@1200 died): terminate"
+        );
+        let exited = Event::Exited {
+            id,
+            status: Some(ExitStatus::Signaled {
+                signal: 15,
+                core_dumped: false,
+            }),
+        };
+        assert_eq!(exited.to_string(), "4242@1234 exited: killed by SIGTERM");
+    }
+
+    #[test]
+    fn events_serialize_with_a_tag() {
+        let event = Event::Killed {
+            id: ProcessId::new(7, 8),
+        };
+        let json = serde_json::to_string(&event).expect("serializes");
+        assert_eq!(json, r#"{"event":"killed","id":{"pid":7,"start_time":8}}"#);
+        let back: Event = serde_json::from_str(&json).expect("deserializes");
+        assert_eq!(back, event);
+    }
 }
