@@ -100,12 +100,16 @@ pub(crate) trait Os: Send + Sync + 'static {
 #[derive(Debug)]
 pub(crate) struct LinuxOs {
     my_pid: i32,
+    /// Off only in tests, to exercise the fallback a kernel without pidfd
+    /// (or a process out of descriptors) gets.
+    use_pidfd: bool,
 }
 
 impl LinuxOs {
     pub(crate) fn new() -> Self {
         Self {
             my_pid: rustix::process::getpid().as_raw_nonzero().get(),
+            use_pidfd: true,
         }
     }
 }
@@ -154,10 +158,19 @@ impl Os for LinuxOs {
     }
 
     fn open(&self, pid: i32) -> Result<(ProcHandle, ProcInfo), Error> {
-        let raw = Pid::from_raw(pid).ok_or(Error::NoSuchProcess { pid })?;
+        // `Pid::from_raw` asserts a non-negative value; screen first.
+        let raw = (pid > 0)
+            .then(|| Pid::from_raw(pid))
+            .flatten()
+            .ok_or(Error::NoSuchProcess { pid })?;
         // The pidfd first: from here on the process cannot be replaced under
         // us, whatever the stat read below says.
-        let pidfd = match rustix::process::pidfd_open(raw, PidfdFlags::NONBLOCK) {
+        let opened = if self.use_pidfd {
+            rustix::process::pidfd_open(raw, PidfdFlags::NONBLOCK)
+        } else {
+            Err(rustix::io::Errno::NOSYS)
+        };
+        let pidfd = match opened {
             Ok(fd) => Some(fd),
             Err(e) if e == rustix::io::Errno::SRCH || e == rustix::io::Errno::INVAL => {
                 return Err(Error::NoSuchProcess { pid });
@@ -232,7 +245,7 @@ impl Os for LinuxOs {
         // it. The window left is the few microseconds between this
         // read and the kill below.
         if self.stat(handle).is_none() {
-            return Err(io::Error::from_raw_os_error(libc_esrch()));
+            return Err(io::Error::from(Errno::ESRCH));
         }
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(handle.id.pid), signal.to_nix())
             .map_err(io::Error::from)
@@ -287,16 +300,108 @@ impl Os for LinuxOs {
     }
 }
 
-fn libc_esrch() -> i32 {
-    Errno::ESRCH as i32
-}
-
 /// Whether an error from [`Os::signal`] means the process is already gone.
 pub(crate) fn is_gone(error: &io::Error) -> bool {
-    error.raw_os_error() == Some(libc_esrch())
+    error.raw_os_error() == Some(Errno::ESRCH as i32)
 }
 
 /// Whether an error from [`Os::signal`] means this process lacks permission.
 pub(crate) fn is_permission(error: &io::Error) -> bool {
     error.raw_os_error() == Some(Errno::EPERM as i32)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Child, Command};
+
+    use super::*;
+
+    fn sleeper() -> Child {
+        Command::new("sleep")
+            .arg("300")
+            .spawn()
+            .expect("sleep runs")
+    }
+
+    /// Kills and reaps the child even when an assertion fails.
+    struct Reap(Child);
+
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// Both paths, pidfd and fallback: the open stat file follows the one
+    /// process (a zombie still reads, a reaped one does not), a signal
+    /// reaches it while it lives, and after the reap it is `ESRCH`.
+    fn pinned_process_is_signalled_and_then_gone(os: &LinuxOs, pidfd: bool) {
+        let mut child = Reap(sleeper());
+        let pid = child.0.id() as i32;
+        let (handle, info) = os.open(pid).expect("open a live child");
+        assert_eq!(handle.has_pidfd(), pidfd);
+        assert_eq!(info.ppid, os.my_pid());
+        assert!(!info.exited);
+        os.signal(&handle, Signal::TERM)
+            .expect("signal the live child");
+        let status = child.0.wait().expect("wait for it");
+        assert_eq!(ExitStatus::from(status).signal(), Some(15));
+        assert_eq!(os.stat(&handle), None, "a reaped process reads as gone");
+        let gone = os
+            .signal(&handle, Signal::TERM)
+            .expect_err("nothing left to signal");
+        assert!(is_gone(&gone), "{gone}");
+    }
+
+    #[test]
+    fn the_pidfd_path_pins_the_process() {
+        pinned_process_is_signalled_and_then_gone(&LinuxOs::new(), true);
+    }
+
+    #[test]
+    fn the_fallback_without_pidfd_pins_the_process_too() {
+        let os = LinuxOs {
+            use_pidfd: false,
+            ..LinuxOs::new()
+        };
+        pinned_process_is_signalled_and_then_gone(&os, false);
+    }
+
+    /// An owned child is reaped by pidfd with its status, and a zombie reads
+    /// as exited before that.
+    #[test]
+    fn an_owned_child_is_reaped_through_its_pidfd() {
+        let os = LinuxOs::new();
+        let child = Reap(
+            Command::new("sh")
+                .args(["-c", "exit 5"])
+                .spawn()
+                .expect("sh runs"),
+        );
+        let (handle, _) = os.open(child.0.id() as i32).expect("open the child");
+        let status = loop {
+            if let Some(status) = os.reap(&handle).expect("our own child") {
+                break status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        assert_eq!(status, ExitStatus::Exited(5));
+        assert!(os.reap(&handle).is_err(), "a second reap finds nothing");
+    }
+
+    #[test]
+    fn refused_pids_name_the_reason() {
+        let os = LinuxOs::new();
+        let pid_max: i32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .expect("pid_max")
+            .trim()
+            .parse()
+            .expect("a number");
+        assert!(matches!(
+            os.open(pid_max + 1),
+            Err(Error::NoSuchProcess { .. })
+        ));
+        assert!(matches!(os.open(-5), Err(Error::NoSuchProcess { pid: -5 })));
+    }
 }
