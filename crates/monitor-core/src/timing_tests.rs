@@ -486,3 +486,48 @@ async fn a_handle_outliving_its_monitor_errors() {
         .await
         .expect("shutdown of a stopped monitor is fine");
 }
+
+/// A subscriber that never reads misses events (`Lagged`) while the actor
+/// carries on: a hundred tracks later, commands are still answered at once.
+#[tokio::test(start_paused = true)]
+async fn a_lagging_subscriber_never_slows_the_actor() {
+    let mut h = Harness::start(Config {
+        event_capacity: 4,
+        ..config()
+    })
+    .await;
+    for pid in 1000..1100 {
+        h.os.spawn(pid, PARENT);
+        h.handle.track(pid).await.expect("track");
+    }
+    let status = h.handle.status().await.expect("status");
+    assert_eq!(status.tracked_count, 100);
+    assert_eq!(
+        h.elapsed(),
+        Duration::ZERO,
+        "nothing waited on the subscriber"
+    );
+    assert!(matches!(
+        h.events.recv().await,
+        Err(broadcast::error::RecvError::Lagged(96))
+    ));
+}
+
+/// The status report serializes to JSON with every field the original's
+/// `get_status()` had, plus identities, states and counters.
+#[tokio::test(start_paused = true)]
+async fn status_serializes_to_json() {
+    let (h, id) = Harness::with_tracked_child(config(), FakeProc::default()).await;
+    let status = h.handle.status().await.expect("status");
+    let json = serde_json::to_value(&status).expect("serializes");
+    assert_eq!(json["enabled"], true);
+    assert_eq!(json["running"], true);
+    assert_eq!(json["tracked_count"], 1);
+    assert_eq!(json["check_interval"], "1m");
+    assert_eq!(json["pid"], crate::fake::MY_PID);
+    assert_eq!(json["tracked"][0]["id"]["pid"], id.pid);
+    assert_eq!(json["tracked"][0]["state"], "running");
+    assert_eq!(json["counters"]["scans"], status.counters.scans);
+    let back: crate::Status = serde_json::from_value(json).expect("deserializes");
+    assert_eq!(back, status);
+}
