@@ -9,10 +9,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Procs, SOON, wait_until, wait_until_blocking};
+use common::{Procs, SOON, exit_on_eof, wait_until, wait_until_blocking};
 use monitor_core::{
     Error, Event, ExitStatus, Monitor, TrackOptions, get_monitor, start_monitor, stop_monitor,
     track_process, untrack_process,
@@ -118,11 +117,7 @@ fn blocking_handle_methods_work_from_a_plain_thread() {
     let handle = monitor.handle();
     let first = procs.sleep("300");
     let second = procs.sleep("300");
-    let spawned = procs.spawn(
-        Command::new("sh")
-            .args(["-c", "read x; exit 9"])
-            .stdin(Stdio::piped()),
-    );
+    let spawned = procs.spawn(&mut exit_on_eof(9));
     let child = procs.take_child(&spawned.proc);
     let stdin = spawned.stdin;
     let (first_id, second_id) = (first.id(), second.id());
@@ -189,11 +184,7 @@ async fn exercise_on_this_runtime() {
     let sleep = procs.sleep("300");
     assert_eq!(handle.track(sleep.pid).await.unwrap().id, sleep.id());
 
-    let spawned = procs.spawn(
-        Command::new("sh")
-            .args(["-c", "read x; exit 7"])
-            .stdin(Stdio::piped()),
-    );
+    let spawned = procs.spawn(&mut exit_on_eof(7));
     let owned = handle
         .track_child(procs.take_child(&spawned.proc))
         .await

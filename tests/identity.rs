@@ -12,9 +12,7 @@ mod common;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{
-    EventLog, Proc, Procs, SOON, event_pid, wait_for_more_scans, wait_for_status, wait_until,
-};
+use common::{Proc, Procs, SOON, event_pid, wait_for_more_scans, wait_for_status, wait_until};
 use monitor_core::{Event, Monitor, TrackOptions};
 
 /// Serializes the tests that steer pid allocation.
@@ -52,15 +50,11 @@ fn spawn_sleep_at_pid(procs: &mut Procs, target: i32) -> Proc {
 /// stale entry is reported Exited and untracked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reused_pid_is_never_signalled() {
-    common::init_tracing();
     let mut procs = Procs::new();
-    let monitor = Monitor::builder()
+    let builder = Monitor::builder()
         .check_interval(Duration::from_millis(300))
-        .grace(Duration::from_millis(200))
-        .spawn()
-        .unwrap();
-    let handle = monitor.handle();
-    let mut log = EventLog::subscribe(&handle).await;
+        .grace(Duration::from_millis(200));
+    let (monitor, handle, mut log) = common::spawn_monitor(builder).await;
 
     let helper = procs.sleep("300");
     // Right after a scan, so the stale entry is likely still tracked when

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{EventLog, Procs, SOON, event_id, wait_for_more_scans, wait_for_status, wait_until};
+use common::{Procs, SOON, event_id, wait_for_more_scans, wait_for_status, wait_until};
 use monitor_core::{Event, Monitor, OrphanAction, ProcessState, Signal, TrackOptions};
 
 /// A sleep that ignores SIGTERM, started in the background by the shell.
@@ -128,16 +128,9 @@ async fn grandchild_with_a_living_parent_is_left_alone() {
 /// at least the grace between the signal and the kill.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_ignoring_orphan_is_killed_after_the_grace_period() {
-    common::init_tracing();
     let grace = Duration::from_millis(500);
     let mut procs = Procs::new();
-    let monitor = Monitor::builder()
-        .check_interval(Duration::from_millis(50))
-        .grace(grace)
-        .spawn()
-        .unwrap();
-    let handle = monitor.handle();
-    let mut log = EventLog::subscribe(&handle).await;
+    let (monitor, handle, mut log) = common::fast_monitor(grace).await;
 
     let shell = procs.spawn_shell(STUBBORN, 1);
     let sleep = shell.kid().clone();
@@ -203,17 +196,13 @@ async fn sigterm_ignoring_orphan_is_killed_after_the_grace_period() {
 /// 50 s a serial escalation would take), and none before the grace.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_stubborn_orphans_take_about_one_grace_period() {
-    common::init_tracing();
     const N: usize = 50;
     let grace = Duration::from_secs(1);
     let mut procs = Procs::new();
-    let monitor = Monitor::builder()
+    let builder = Monitor::builder()
         .check_interval(Duration::from_millis(100))
-        .grace(grace)
-        .spawn()
-        .unwrap();
-    let handle = monitor.handle();
-    let mut log = EventLog::subscribe(&handle).await;
+        .grace(grace);
+    let (monitor, handle, mut log) = common::spawn_monitor(builder).await;
 
     let script =
         format!("for i in $(seq {N}); do (trap '' TERM; exec sleep 300) & echo $!; done; wait");

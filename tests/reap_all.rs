@@ -9,36 +9,27 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{EventLog, Procs, SOON};
+use common::{Procs, SOON, exit_on_eof};
 use monitor_core::{Event, Monitor, ReapPolicy};
 
 /// Twenty children whose `Child` values nobody waits for are all reaped,
 /// and a child someone else waits for gets `ECHILD`: the policy steals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_child_is_reaped_and_other_waiters_lose_their_status() {
-    common::init_tracing();
     let mut procs = Procs::new();
-    let monitor = Monitor::builder()
+    let builder = Monitor::builder()
         .reap_policy(ReapPolicy::AllChildren)
-        .check_interval(Duration::from_secs(60))
-        .spawn()
-        .expect("monitor starts");
-    let handle = monitor.handle();
-    let mut log = EventLog::subscribe(&handle).await;
+        .check_interval(Duration::from_secs(60));
+    let (monitor, _handle, mut log) = common::spawn_monitor(builder).await;
 
     // Each child exits when its stdin closes, so it is pinned before the
     // monitor can reap it. The guard's `Child` values are never waited.
     let mut quick = Vec::new();
     let mut cues = Vec::new();
     for _ in 0..20 {
-        let spawned = procs.spawn(
-            Command::new("sh")
-                .args(["-c", "read x; exit 0"])
-                .stdin(Stdio::piped()),
-        );
+        let spawned = procs.spawn(&mut exit_on_eof(0));
         quick.push(spawned.proc);
         cues.push(spawned.stdin);
     }
@@ -53,14 +44,11 @@ async fn every_child_is_reaped_and_other_waiters_lose_their_status() {
         assert!(proc.is_reaped(), "{} is still a zombie", proc.pid);
     }
 
-    // The other side: a child this code waits for itself.
-    let victim = procs
-        .spawn(
-            Command::new("sh")
-                .args(["-c", "exit 4"])
-                .stdin(Stdio::null()),
-        )
-        .proc;
+    // The other side: a child this code waits for itself. It too exits
+    // only when its stdin closes, so it is pinned before it can be reaped.
+    let spawned = procs.spawn(&mut exit_on_eof(4));
+    drop(spawned.stdin);
+    let victim = spawned.proc;
     log.wait_for(
         SOON,
         "Reaped",

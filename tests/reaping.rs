@@ -13,7 +13,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    EventLog, Proc, Procs, SOON, event_id, wait_for_more_scans, wait_for_status, wait_until,
+    EventLog, Proc, Procs, SOON, event_id, exit_on_eof, wait_for_more_scans, wait_for_status,
+    wait_until,
 };
 use monitor_core::{Event, ExitStatus, Monitor, MonitorHandle, OwnedChild, ShutdownPolicy};
 
@@ -96,11 +97,7 @@ async fn std_child_is_reaped_on_sigchld() {
     let handle = monitor.handle();
     let mut log = EventLog::subscribe(&handle).await;
 
-    let spawned = procs.spawn(
-        Command::new("sh")
-            .args(["-c", "read x; exit 7"])
-            .stdin(Stdio::piped()),
-    );
+    let spawned = procs.spawn(&mut exit_on_eof(7));
     let proc = spawned.proc.clone();
     let owned = handle.track_child(procs.take_child(&proc)).await.unwrap();
     assert_eq!(owned.id(), proc.id());
@@ -122,11 +119,7 @@ async fn tokio_child_is_reaped_on_sigchld() {
     let handle = monitor.handle();
     let mut log = EventLog::subscribe(&handle).await;
 
-    let (proc, mut child) = procs.spawn_tokio(
-        tokio::process::Command::new("sh")
-            .args(["-c", "read x; exit 7"])
-            .stdin(Stdio::piped()),
-    );
+    let (proc, mut child) = procs.spawn_tokio(&mut tokio::process::Command::from(exit_on_eof(7)));
     let stdin = child.stdin.take().expect("piped stdin");
     let owned = handle.track_child(child).await.unwrap();
     assert_eq!(owned.id(), proc.id());
@@ -173,14 +166,9 @@ async fn child_killed_by_a_signal_reports_the_signal() {
 /// Twenty rounds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn children_the_monitor_does_not_own_keep_their_exit_status() {
-    common::init_tracing();
     let mut procs = Procs::new();
-    let monitor = Monitor::builder()
-        .check_interval(Duration::from_millis(50))
-        .spawn()
-        .unwrap();
-    let handle = monitor.handle();
-    let mut log = EventLog::subscribe(&handle).await;
+    let builder = Monitor::builder().check_interval(Duration::from_millis(50));
+    let (monitor, handle, mut log) = common::spawn_monitor(builder).await;
 
     for round in 0..20 {
         let sh = |code: i32| {
@@ -248,14 +236,9 @@ async fn children_the_monitor_does_not_own_keep_their_exit_status() {
 /// alive) is reported Exited (no status: not ours to reap) and untracked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exited_grandchild_is_untracked() {
-    common::init_tracing();
     let mut procs = Procs::new();
-    let monitor = Monitor::builder()
-        .check_interval(Duration::from_millis(50))
-        .spawn()
-        .unwrap();
-    let handle = monitor.handle();
-    let mut log = EventLog::subscribe(&handle).await;
+    let builder = Monitor::builder().check_interval(Duration::from_millis(50));
+    let (monitor, handle, mut log) = common::spawn_monitor(builder).await;
 
     let shell = procs.spawn_shell("sleep 0.3 & echo $!; wait; exec sleep 300", 1);
     let sleep = shell.kid().clone();
@@ -290,20 +273,11 @@ async fn exited_grandchild_is_untracked() {
 /// and does not reap it, so the application's own `wait` gets exit code 6.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn own_child_tracked_by_pid_is_left_for_its_owner_to_reap() {
-    common::init_tracing();
     let mut procs = Procs::new();
-    let monitor = Monitor::builder()
-        .check_interval(Duration::from_millis(50))
-        .spawn()
-        .unwrap();
-    let handle = monitor.handle();
-    let mut log = EventLog::subscribe(&handle).await;
+    let builder = Monitor::builder().check_interval(Duration::from_millis(50));
+    let (monitor, handle, mut log) = common::spawn_monitor(builder).await;
 
-    let spawned = procs.spawn(
-        Command::new("sh")
-            .args(["-c", "read x; exit 6"])
-            .stdin(Stdio::piped()),
-    );
+    let spawned = procs.spawn(&mut exit_on_eof(6));
     let proc = spawned.proc.clone();
     let tracked = handle.track(proc.pid).await.unwrap();
     assert!(!tracked.owned, "tracking by pid must not take ownership");

@@ -9,24 +9,20 @@ mod common;
 
 use std::time::Duration;
 
-use common::{EventLog, Procs, SOON};
+use common::{Procs, SOON};
 use monitor_core::{Event, ExitStatus, Monitor, Signal};
 
 /// Subreaper on; the grandchild's parent is killed; the grandchild is
 /// adopted, terminated, reaped through its pidfd, and its status reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_adopted_orphan_is_terminated_reaped_and_reported() {
-    common::init_tracing();
     let mut procs = Procs::new();
-    let monitor = Monitor::builder()
+    let builder = Monitor::builder()
         .subreaper(true)
         .check_interval(Duration::from_millis(50))
-        .grace(Duration::from_secs(2))
-        .spawn()
-        .expect("monitor starts");
-    let handle = monitor.handle();
+        .grace(Duration::from_secs(2));
+    let (monitor, handle, mut log) = common::spawn_monitor(builder).await;
     assert!(handle.status().await.expect("status").subreaper);
-    let mut log = EventLog::subscribe(&handle).await;
 
     let shell = procs.spawn_shell("sleep 300 & echo $!; wait", 1);
     let grandchild = shell.kid().clone();
