@@ -126,6 +126,12 @@ pub(crate) struct Actor {
     config: Config,
     my_pid: i32,
     tracked: HashMap<i32, Entry>,
+    /// The pids of tracked entries the monitor owns, so a sweep (on every
+    /// SIGCHLD) touches only those, however many are tracked.
+    owned_pids: BTreeSet<i32>,
+    /// What the scanner reads, rebuilt only after the tracked set changed,
+    /// so a steady scan costs the actor one `Arc` clone.
+    scan_targets: Option<Arc<[ScanTarget]>>,
     released: Vec<Released>,
     /// Escalation wake-ups, keyed back to the process by identity.
     deadlines: DelayQueue<ProcessId>,
@@ -160,6 +166,8 @@ impl Actor {
             os,
             config,
             tracked: HashMap::new(),
+            owned_pids: BTreeSet::new(),
+            scan_targets: None,
             released: Vec::new(),
             deadlines: DelayQueue::new(),
             events,
@@ -354,7 +362,11 @@ impl Actor {
             parent,
             owned: tracked.owned,
         });
+        if tracked.owned {
+            self.owned_pids.insert(pid);
+        }
         self.tracked.insert(pid, entry);
+        self.scan_targets = None;
         if tracked.owned {
             // It may have exited before it was handed over.
             self.reap_tracked(pid);
@@ -394,6 +406,8 @@ impl Actor {
     /// Removes an entry and cancels its pending deadline.
     fn remove(&mut self, pid: i32) -> Option<Entry> {
         let mut entry = self.tracked.remove(&pid)?;
+        self.owned_pids.remove(&pid);
+        self.scan_targets = None;
         if let Some((_, key)) = entry.escalation.take() {
             self.deadlines.remove(&key);
         }
@@ -496,12 +510,7 @@ impl Actor {
                 }
             }
         }
-        let owned: Vec<i32> = self
-            .tracked
-            .iter()
-            .filter(|(_, entry)| entry.owned.is_some())
-            .map(|(pid, _)| *pid)
-            .collect();
+        let owned: Vec<i32> = self.owned_pids.iter().copied().collect();
         for pid in owned {
             self.reap_tracked(pid);
         }
@@ -527,23 +536,27 @@ impl Actor {
         }
     }
 
-    fn snapshot(&self) -> Snapshot {
-        Snapshot {
-            targets: self
-                .tracked
+    fn snapshot(&mut self) -> Snapshot {
+        let tracked = &self.tracked;
+        let targets = self.scan_targets.get_or_insert_with(|| {
+            tracked
                 .values()
                 .map(|entry| ScanTarget {
                     handle: Arc::clone(&entry.handle),
                     parent: entry.parent,
                     named_parent: entry.named_parent,
+                    adoptable: entry.adoptable,
                 })
-                .collect(),
+                .collect()
+        });
+        Snapshot {
+            targets: Arc::clone(targets),
+            my_pid: self.my_pid,
             find_zombies: self.config.reap_policy == ReapPolicy::Owned,
             owned: self
-                .tracked
+                .owned_pids
                 .iter()
-                .filter(|(_, entry)| entry.owned.is_some())
-                .map(|(pid, _)| *pid)
+                .copied()
                 .chain(self.released.iter().map(|released| released.handle.id.pid))
                 .collect(),
         }
@@ -566,6 +579,8 @@ impl Actor {
                     if entry.adoptable && entry.owned.is_none() && ppid == self.my_pid {
                         entry.owned = Some(Ownership::default());
                         entry.adoptable = false;
+                        self.owned_pids.insert(id.pid);
+                        self.scan_targets = None;
                         entry
                             .span
                             .in_scope(|| tracing::info!("adopted; the monitor reaps it"));

@@ -25,12 +25,17 @@ pub(crate) struct ScanTarget {
     /// The parent was named by the caller and is not the real parent, so
     /// its liveness is read directly instead of inferred from our ppid.
     pub(crate) named_parent: bool,
+    /// Not our child at track time: becoming one means we adopted it.
+    pub(crate) adoptable: bool,
 }
 
 /// What the actor hands the scanner on each tick.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Snapshot {
-    pub(crate) targets: Vec<ScanTarget>,
+    /// Shared with the actor, which rebuilds it only when the set changes.
+    pub(crate) targets: Arc<[ScanTarget]>,
+    /// The monitor's pid, to recognise adoptions.
+    pub(crate) my_pid: i32,
     /// Also list exited children nobody owns.
     pub(crate) find_zombies: bool,
     /// Children the monitor owns: reaped by the actor, not zombies to report.
@@ -56,6 +61,9 @@ pub(crate) enum Observation {
 /// A finished scan.
 #[derive(Debug)]
 pub(crate) struct ScanReport {
+    /// Only what the actor must act on: exits, orphans, adoptions. A process
+    /// running as before is left out, so applying a report costs the actor
+    /// nothing per quiet process.
     pub(crate) observations: Vec<(ProcessId, Observation)>,
     /// How many tracked processes were read.
     pub(crate) processes: usize,
@@ -80,7 +88,7 @@ pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot) -> ScanReport {
     let observations: Vec<_> = snapshot
         .targets
         .iter()
-        .map(|target| {
+        .filter_map(|target| {
             let observation = match os.stat(&target.handle) {
                 None => Observation::Gone,
                 Some(info) if info.exited => Observation::Exited,
@@ -96,13 +104,17 @@ pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot) -> ScanReport {
                         // so an unchanged ppid means the parent lives.
                         info.ppid == target.parent.pid
                     };
+                    let adopted = target.adoptable && info.ppid == snapshot.my_pid;
+                    if parent_alive && !adopted {
+                        return None;
+                    }
                     Observation::Alive {
                         ppid: info.ppid,
                         parent_alive,
                     }
                 }
             };
-            (target.handle.id, observation)
+            Some((target.handle.id, observation))
         })
         .collect();
     let zombies = if snapshot.find_zombies {
@@ -111,7 +123,7 @@ pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot) -> ScanReport {
         Vec::new()
     };
     ScanReport {
-        processes: observations.len(),
+        processes: snapshot.targets.len(),
         observations,
         zombies,
         duration: started.elapsed(),
