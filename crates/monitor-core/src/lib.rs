@@ -52,7 +52,8 @@
 //! - the **scanner** (a `tokio::time::interval`, missed ticks delayed, not
 //!   bursted) asks the actor for a snapshot of the tracked set, reads each
 //!   process's `/proc/<pid>/stat` on the blocking pool, and sends back what
-//!   it saw: gone, exited, or alive with its current parent;
+//!   the actor must act on: exits, orphans (the recorded parent died) and
+//!   adoptions; quiet processes cost the actor nothing;
 //! - the **SIGCHLD forwarder** turns the signal into "sweep the owned set"
 //!   wake-ups through a capacity-1 channel (coalesced, never counted);
 //! - the **deadline queue** (a `DelayQueue` inside the actor) wakes
