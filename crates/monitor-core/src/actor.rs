@@ -86,8 +86,9 @@ struct Entry {
     grace: Duration,
     signal: Signal,
     owned: Option<Ownership>,
-    /// Its parent was not this process at track time, so becoming our child
-    /// later means we adopted it (as a subreaper).
+    /// Its parent was not this process at track time (and it is not owned),
+    /// so becoming our child later means we adopted it (as a subreaper).
+    /// Cleared on adoption.
     adoptable: bool,
     state: ProcessState,
     since: Instant,
@@ -474,13 +475,16 @@ impl Actor {
     /// Settles a process the scan or an escalation found exited or gone:
     /// reaps it if owned, then reports it.
     fn settle_exit(&mut self, pid: i32) {
-        if !self.reap_tracked(pid) {
-            let owned_and_alive = self.tracked.get(&pid).is_some_and(|e| {
-                e.owned.is_some() && self.os.stat(&e.handle).is_some_and(|info| !info.exited)
-            });
-            if !owned_and_alive {
-                self.finish(pid, None);
-            }
+        if self.reap_tracked(pid) {
+            return;
+        }
+        // An owned process that still runs was misreported; keep it.
+        let owned_and_running = self
+            .tracked
+            .get(&pid)
+            .is_some_and(|e| e.owned.is_some() && self.is_running(e));
+        if !owned_and_running {
+            self.finish(pid, None);
         }
     }
 
@@ -576,7 +580,7 @@ impl Actor {
             match observation {
                 Observation::Gone | Observation::Exited => self.settle_exit(id.pid),
                 Observation::Alive { ppid, parent_alive } => {
-                    if entry.adoptable && entry.owned.is_none() && ppid == self.my_pid {
+                    if entry.adoptable && ppid == self.my_pid {
                         entry.owned = Some(Ownership::default());
                         entry.adoptable = false;
                         self.owned_pids.insert(id.pid);
