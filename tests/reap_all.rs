@@ -1,5 +1,5 @@
 //! `ReapPolicy::AllChildren`, in its own test binary because it reaps every
-//! child of the process.
+//! child of the process (its tests take turns for the same reason).
 //!
 //! It shows both sides of the policy: every exited child is reaped (none is
 //! left a zombie), and a `std::process::Child` spawned next to it loses its
@@ -14,10 +14,15 @@ use std::time::Duration;
 use common::{Procs, SOON, exit_on_eof};
 use monitor_core::{Event, Monitor, ReapPolicy};
 
+/// Two monitors with this policy in one process would reap each other's
+/// children, so the tests in this binary take turns.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Twenty children whose `Child` values nobody waits for are all reaped,
 /// and a child someone else waits for gets `ECHILD`: the policy steals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_child_is_reaped_and_other_waiters_lose_their_status() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let mut procs = Procs::new();
     let builder = Monitor::builder()
         .reap_policy(ReapPolicy::AllChildren)
@@ -63,5 +68,31 @@ async fn every_child_is_reaped_and_other_waiters_lose_their_status() {
         stolen.raw_os_error(),
         Some(nix::errno::Errno::ECHILD as i32)
     );
+    monitor.shutdown().await;
+}
+
+/// Children spawned through the monitor are owned before any sweep runs, so
+/// even this policy hands each one its own exit status: 50 children that
+/// exit at once with distinct codes each report theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawned_children_keep_their_status_under_this_policy() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let builder = Monitor::builder()
+        .reap_policy(ReapPolicy::AllChildren)
+        .check_interval(Duration::from_secs(60));
+    let (monitor, handle, _log) = common::spawn_monitor(builder).await;
+    let mut children = Vec::new();
+    for code in 0..50 {
+        let mut command = std::process::Command::new("sh");
+        command.args(["-c", &format!("exit {code}")]);
+        children.push((code, handle.spawn(command).await.expect("sh starts")));
+    }
+    for (code, child) in children {
+        let status = tokio::time::timeout(SOON, child.wait())
+            .await
+            .expect("reaped in time")
+            .expect("monitor running");
+        assert_eq!(status, monitor_core::ExitStatus::Exited(code));
+    }
     monitor.shutdown().await;
 }

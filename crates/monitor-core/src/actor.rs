@@ -17,8 +17,8 @@ use crate::scan::{Observation, ScanMsg, ScanReport, ScanTarget, Snapshot};
 use crate::status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};
 use crate::{
     ChildProcess, Config, Error, ErrorKind, Event, ExitStatus, OrphanAction, OwnedChild,
-    ParentSpec, ProcessId, ReapPolicy, ShutdownPolicy, Signal, TrackChildError, TrackOptions,
-    Tracked,
+    ParentSpec, ProcessId, ReapPolicy, ShutdownPolicy, Signal, SpawnOptions, TrackChildError,
+    TrackOptions, Tracked, spawn,
 };
 
 /// A request from a [`crate::MonitorHandle`].
@@ -34,8 +34,19 @@ pub(crate) enum Command {
         options: TrackOptions,
         reply: oneshot::Sender<Result<OwnedChild, TrackChildError>>,
     },
+    Spawn {
+        command: Box<std::process::Command>,
+        options: SpawnOptions,
+        reply: oneshot::Sender<Result<OwnedChild, Error>>,
+    },
     Untrack {
         pid: i32,
+        reply: oneshot::Sender<Result<Tracked, Error>>,
+    },
+    /// Start termination (or, with `kill`, send `SIGKILL`) now.
+    Stop {
+        pid: i32,
+        kill: bool,
         reply: oneshot::Sender<Result<Tracked, Error>>,
     },
     Status {
@@ -46,6 +57,16 @@ pub(crate) enum Command {
     },
     Shutdown {
         reply: oneshot::Sender<()>,
+    },
+}
+
+/// A command the run loop finishes outside the synchronous handler.
+enum Deferred {
+    Shutdown(oneshot::Sender<()>),
+    Spawn {
+        command: Box<std::process::Command>,
+        options: SpawnOptions,
+        reply: oneshot::Sender<Result<OwnedChild, Error>>,
     },
 }
 
@@ -90,6 +111,9 @@ struct Entry {
     /// so becoming our child later means we adopted it (as a subreaper).
     /// Cleared on adoption.
     adoptable: bool,
+    /// Termination was asked for through `stop`, not caused by orphaning,
+    /// so the orphan counters leave it out.
+    stop_requested: bool,
     state: ProcessState,
     since: Instant,
     escalation: Option<(Escalation, delay_queue::Key)>,
@@ -186,11 +210,20 @@ impl Actor {
             tokio::select! {
                 () = self.cancel.cancelled() => break,
                 command = inputs.commands.recv() => match command {
-                    Some(command) => if let Some(reply) = self.handle(command) {
-                        self.shut_down().await;
-                        // The caller may have stopped waiting; nothing to do then.
-                        let _ = reply.send(());
-                        return;
+                    Some(command) => match self.handle(command) {
+                        None => {}
+                        Some(Deferred::Shutdown(reply)) => {
+                            self.shut_down().await;
+                            // The caller may have stopped waiting; nothing to do then.
+                            let _ = reply.send(());
+                            return;
+                        }
+                        Some(Deferred::Spawn { command, options, reply }) => {
+                            // Nothing else runs until the child is registered,
+                            // so no sweep can reap it first.
+                            let result = self.spawn(*command, options).await;
+                            let _ = reply.send(result);
+                        }
                     },
                     // Every handle is gone: nobody can ask anything again.
                     None => break,
@@ -224,9 +257,9 @@ impl Actor {
         self.emit(Event::Error { id, kind, message });
     }
 
-    /// Answers one command; returns the reply channel of a shutdown request,
-    /// which the run loop answers once the shutdown is done.
-    fn handle(&mut self, command: Command) -> Option<oneshot::Sender<()>> {
+    /// Answers one command; returns the ones that must await something
+    /// (shutdown, spawn), which the run loop finishes.
+    fn handle(&mut self, command: Command) -> Option<Deferred> {
         // A dropped reply receiver means the caller stopped waiting: the work
         // is done either way, so the failed sends below are ignored.
         match command {
@@ -259,8 +292,22 @@ impl Actor {
                     });
                 let _ = reply.send(result);
             }
+            Command::Spawn {
+                command,
+                options,
+                reply,
+            } => {
+                return Some(Deferred::Spawn {
+                    command,
+                    options,
+                    reply,
+                });
+            }
             Command::Untrack { pid, reply } => {
                 let _ = reply.send(self.untrack(pid));
+            }
+            Command::Stop { pid, kill, reply } => {
+                let _ = reply.send(self.stop(pid, kill));
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
@@ -268,9 +315,86 @@ impl Actor {
             Command::Subscribe { reply } => {
                 let _ = reply.send(self.events.subscribe());
             }
-            Command::Shutdown { reply } => return Some(reply),
+            Command::Shutdown { reply } => return Some(Deferred::Shutdown(reply)),
         }
         None
+    }
+
+    /// Starts a child on the spawner thread and owns it from the first
+    /// instant.
+    async fn spawn(
+        &mut self,
+        command: std::process::Command,
+        options: SpawnOptions,
+    ) -> Result<OwnedChild, Error> {
+        if !self.config.enabled {
+            return Err(Error::Disabled);
+        }
+        let program = command.get_program().to_string_lossy().into_owned();
+        let mut child = spawn::spawn(command, options.parent_death_signal)
+            .await
+            .map_err(|source| Error::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+        let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let pid = child.id() as i32;
+        let (waiter, exit) = oneshot::channel();
+        let mut owner = Some(Ownership {
+            child: Some(ChildProcess::Std(child)),
+            waiter: Some(waiter),
+        });
+        match self.track(pid, options.track, &mut owner) {
+            Ok(tracked) => {
+                tracing::debug!(pid, program, "spawned");
+                Ok(OwnedChild::new(tracked, exit).with_pipes(pipes))
+            }
+            Err(error) => {
+                // Our own unreaped child cannot be refused for a reason that
+                // leaves it useful to the caller: kill it and reap it later.
+                if let Some(mut ownership) = owner {
+                    if let Some(ChildProcess::Std(child)) = ownership.child.as_mut() {
+                        let _ = child.kill();
+                    }
+                    ownership.waiter = None;
+                    let (handle, _) = self.os.open(pid)?;
+                    self.released.push(Released {
+                        handle: Arc::new(handle),
+                        ownership,
+                    });
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Starts termination of a tracked process now, whatever its orphan
+    /// action; `kill` skips straight to `SIGKILL`.
+    fn stop(&mut self, pid: i32, kill: bool) -> Result<Tracked, Error> {
+        let entry = self
+            .tracked
+            .get_mut(&pid)
+            .ok_or(Error::NotTracked { pid })?;
+        let tracked = entry.describe();
+        let state = entry.state;
+        entry.stop_requested = true;
+        entry
+            .span
+            .in_scope(|| tracing::info!(kill, "stop requested"));
+        match (state, kill) {
+            (ProcessState::Running | ProcessState::Orphaned, false) => {
+                self.counters.stops_requested += 1;
+                self.send_term(pid);
+            }
+            (ProcessState::Running | ProcessState::Orphaned | ProcessState::Terminating, true) => {
+                self.counters.stops_requested += 1;
+                self.send_kill(pid);
+            }
+            // Already on its way out: a second request changes nothing.
+            (ProcessState::Terminating, false)
+            | (ProcessState::Killing | ProcessState::Unkillable, _) => {}
+        }
+        Ok(tracked)
     }
 
     fn check_pid(&self, pid: i32) -> Result<(), Error> {
@@ -348,6 +472,7 @@ impl Actor {
             grace: options.grace.unwrap_or(self.config.grace),
             signal: options.signal.unwrap_or(self.config.term_signal),
             adoptable: ownership.is_none() && info.ppid != self.my_pid,
+            stop_requested: false,
             owned: ownership,
             state: ProcessState::Running,
             since: Instant::now(),
@@ -422,7 +547,10 @@ impl Actor {
         };
         let id = entry.id();
         match entry.state {
-            ProcessState::Terminating => self.counters.orphans_terminated += 1,
+            ProcessState::Terminating if !entry.stop_requested => {
+                self.counters.orphans_terminated += 1;
+            }
+            ProcessState::Terminating => {}
             ProcessState::Running
             | ProcessState::Orphaned
             | ProcessState::Killing
@@ -707,10 +835,13 @@ impl Actor {
         if !self.deliver(pid, Signal::KILL) {
             return;
         }
-        let Some(id) = self.tracked.get(&pid).map(Entry::id) else {
+        let Some((id, requested)) = self.tracked.get(&pid).map(|e| (e.id(), e.stop_requested))
+        else {
             return;
         };
-        self.counters.orphans_killed += 1;
+        if !requested {
+            self.counters.orphans_killed += 1;
+        }
         self.emit(Event::Killed { id });
         let now = Instant::now();
         self.set_state(pid, ProcessState::Killing, now);

@@ -96,6 +96,17 @@ pub enum Error {
         /// Why the value cannot work.
         reason: &'static str,
     },
+    /// A child could not be started through [`crate::MonitorHandle::spawn`].
+    /// `source.kind()` tells a missing program (`NotFound`) from one that
+    /// cannot be executed (`PermissionDenied`).
+    #[error("could not spawn `{program}`")]
+    Spawn {
+        /// The program that was to run.
+        program: String,
+        /// Why it did not start.
+        #[source]
+        source: io::Error,
+    },
     /// `Monitor::spawn` was called outside a Tokio runtime.
     #[error("no Tokio runtime: spawn the monitor from inside a runtime with I/O and time enabled")]
     NoRuntime,

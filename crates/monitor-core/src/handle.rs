@@ -4,7 +4,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::actor::Command;
 use crate::{
-    ChildProcess, Error, Event, OwnedChild, Status, TrackChildError, TrackOptions, Tracked,
+    ChildProcess, Error, Event, OwnedChild, SpawnOptions, Status, TrackChildError, TrackOptions,
+    Tracked,
 };
 
 /// Talks to a running monitor. `Clone + Send + Sync`; holds only the
@@ -88,6 +89,54 @@ impl MonitorHandle {
         response.await.unwrap_or_else(|_| Err(gone_with_nothing()))
     }
 
+    /// Starts `command` as a child the monitor owns from the first instant:
+    /// no sweep, not even `ReapPolicy::AllChildren`, can reap it before it
+    /// is registered. Await its exit status on the returned [`OwnedChild`],
+    /// which also holds the pipe ends the command asked for.
+    pub async fn spawn(&self, command: std::process::Command) -> Result<OwnedChild, Error> {
+        self.spawn_with(command, SpawnOptions::default()).await
+    }
+
+    /// [`MonitorHandle::spawn`] with options: how the child is tracked, and
+    /// the signal it gets when this process dies (`PR_SET_PDEATHSIG`, armed
+    /// from one long-lived spawner thread, so it fires when the process dies,
+    /// not when the calling thread ends).
+    pub async fn spawn_with(
+        &self,
+        command: std::process::Command,
+        options: SpawnOptions,
+    ) -> Result<OwnedChild, Error> {
+        self.request(|reply| Command::Spawn {
+            command: Box::new(command),
+            options,
+            reply,
+        })
+        .await?
+    }
+
+    /// Starts termination of a tracked process now, as if it had been
+    /// orphaned with the `terminate` action: its signal, its grace period,
+    /// then `SIGKILL`. A process already terminating is left as it is.
+    pub async fn terminate(&self, pid: i32) -> Result<Tracked, Error> {
+        self.request(|reply| Command::Stop {
+            pid,
+            kill: false,
+            reply,
+        })
+        .await?
+    }
+
+    /// Sends `SIGKILL` to a tracked process now, cutting short any grace
+    /// period it is in.
+    pub async fn kill(&self, pid: i32) -> Result<Tracked, Error> {
+        self.request(|reply| Command::Stop {
+            pid,
+            kill: true,
+            reply,
+        })
+        .await?
+    }
+
     /// Stops tracking `pid`; a pending termination is cancelled.
     pub async fn untrack(&self, pid: i32) -> Result<Tracked, Error> {
         self.request(|reply| Command::Untrack { pid, reply })
@@ -153,6 +202,37 @@ impl MonitorHandle {
         response
             .blocking_recv()
             .unwrap_or_else(|_| Err(gone_with_nothing()))
+    }
+
+    /// [`MonitorHandle::spawn_with`] for plain threads.
+    pub fn spawn_with_blocking(
+        &self,
+        command: std::process::Command,
+        options: SpawnOptions,
+    ) -> Result<OwnedChild, Error> {
+        self.request_blocking(|reply| Command::Spawn {
+            command: Box::new(command),
+            options,
+            reply,
+        })?
+    }
+
+    /// [`MonitorHandle::terminate`] for plain threads.
+    pub fn terminate_blocking(&self, pid: i32) -> Result<Tracked, Error> {
+        self.request_blocking(|reply| Command::Stop {
+            pid,
+            kill: false,
+            reply,
+        })?
+    }
+
+    /// [`MonitorHandle::kill`] for plain threads.
+    pub fn kill_blocking(&self, pid: i32) -> Result<Tracked, Error> {
+        self.request_blocking(|reply| Command::Stop {
+            pid,
+            kill: true,
+            reply,
+        })?
     }
 
     /// [`MonitorHandle::untrack`] for plain threads.

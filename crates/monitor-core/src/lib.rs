@@ -95,6 +95,7 @@ mod monitor;
 mod os;
 mod reap;
 mod scan;
+mod spawn;
 mod status;
 mod track;
 
@@ -112,6 +113,7 @@ pub use event::{ErrorKind, Event};
 pub use handle::MonitorHandle;
 pub use id::{ExitStatus, ProcessId, Signal, UnknownSignal};
 pub use monitor::{Monitor, MonitorBuilder};
+pub use spawn::SpawnOptions;
 pub use status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};
 pub use track::{ChildProcess, OwnedChild, ParentSpec, TrackChildError, TrackOptions, Tracked};
 

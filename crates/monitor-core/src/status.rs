@@ -55,6 +55,8 @@ pub struct Counters {
     pub orphans_terminated: u64,
     /// Orphans sent `SIGKILL`.
     pub orphans_killed: u64,
+    /// Terminations asked for through `MonitorHandle::terminate` or `kill`.
+    pub stops_requested: u64,
     /// Children reaped.
     pub reaped: u64,
     /// Tracked processes that exited.

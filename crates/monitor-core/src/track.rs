@@ -1,6 +1,7 @@
 //! What a caller hands the monitor when it tracks a process, and what it
 //! gets back.
 
+use std::process::{ChildStderr, ChildStdin, ChildStdout};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -200,15 +201,51 @@ impl From<TrackChildError> for Error {
 }
 
 /// A child the monitor owns: await its exit status here.
+///
+/// A child started with [`crate::MonitorHandle::spawn`] also comes with the
+/// ends of the pipes its `Command` asked for (`Stdio::piped()`).
 #[derive(Debug)]
 pub struct OwnedChild {
     tracked: Tracked,
     exit: oneshot::Receiver<ExitStatus>,
+    stdin: Option<ChildStdin>,
+    stdout: Option<ChildStdout>,
+    stderr: Option<ChildStderr>,
 }
 
 impl OwnedChild {
     pub(crate) fn new(tracked: Tracked, exit: oneshot::Receiver<ExitStatus>) -> Self {
-        Self { tracked, exit }
+        Self {
+            tracked,
+            exit,
+            stdin: None,
+            stdout: None,
+            stderr: None,
+        }
+    }
+
+    /// Keeps the pipe ends of a spawned child for the caller.
+    pub(crate) fn with_pipes(
+        mut self,
+        pipes: (Option<ChildStdin>, Option<ChildStdout>, Option<ChildStderr>),
+    ) -> Self {
+        (self.stdin, self.stdout, self.stderr) = pipes;
+        self
+    }
+
+    /// The writing end of the child's stdin, if it was piped.
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.stdin.take()
+    }
+
+    /// The reading end of the child's stdout, if it was piped.
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.stdout.take()
+    }
+
+    /// The reading end of the child's stderr, if it was piped.
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.stderr.take()
     }
 
     /// What was recorded when the child was handed over.

@@ -1,0 +1,133 @@
+//! The owned spawn helper: children started through the monitor, optionally
+//! with a parent-death signal.
+//!
+//! Every spawn goes through one long-lived, dedicated OS thread. The kernel
+//! sends `PR_SET_PDEATHSIG` when the *thread* that forked the child exits,
+//! not the process: a child forked from a short-lived thread (or from an
+//! idle `spawn_blocking` thread) would be killed when that thread ends. The
+//! spawner thread lives as long as the process, so the signal means "this
+//! process died", which is what a caller asks for.
+//!
+//! The actor waits for the spawner's answer before it handles anything else,
+//! so the child is registered as owned before any sweep runs: not even
+//! `ReapPolicy::AllChildren` can reap it first.
+
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::sync::{Mutex, PoisonError, mpsc};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+use crate::{Signal, TrackOptions};
+
+/// How [`crate::MonitorHandle::spawn_with`] starts and tracks a child.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct SpawnOptions {
+    /// How the child is tracked (orphan action, grace, tree, ...).
+    pub track: TrackOptions,
+    /// The signal the child gets when this process dies
+    /// (`PR_SET_PDEATHSIG`). `None`: the child outlives this process.
+    pub parent_death_signal: Option<Signal>,
+}
+
+impl SpawnOptions {
+    /// Options with every field at its default.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tracks the child with these options.
+    pub fn track(mut self, track: TrackOptions) -> Self {
+        self.track = track;
+        self
+    }
+
+    /// Sends `signal` to the child when this process dies.
+    pub fn parent_death_signal(mut self, signal: Signal) -> Self {
+        self.parent_death_signal = Some(signal);
+        self
+    }
+}
+
+/// One request to the spawner thread.
+struct Job {
+    command: Command,
+    parent_death_signal: Option<Signal>,
+    reply: oneshot::Sender<io::Result<Child>>,
+}
+
+/// The spawner thread's queue, started on first use.
+static SPAWNER: Mutex<Option<mpsc::Sender<Job>>> = Mutex::new(None);
+
+fn spawner() -> io::Result<mpsc::Sender<Job>> {
+    // A panic while holding the lock leaves a usable `Option` behind.
+    let mut spawner = SPAWNER.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(sender) = spawner.as_ref() {
+        return Ok(sender.clone());
+    }
+    let (sender, jobs) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("pidguard-spawner".into())
+        .spawn(move || {
+            // The queue is never closed (the static holds a sender), so this
+            // thread lives as long as the process, as the parent-death
+            // signal requires.
+            for job in jobs {
+                let Job {
+                    mut command,
+                    parent_death_signal,
+                    reply,
+                } = job;
+                if let Some(signal) = parent_death_signal {
+                    set_parent_death_signal(&mut command, signal);
+                }
+                // The actor may have stopped waiting; the child is then
+                // dropped unreaped, as a dropped `Child` always is.
+                let _ = reply.send(command.spawn());
+            }
+        })?;
+    *spawner = Some(sender.clone());
+    Ok(sender)
+}
+
+/// Arms `PR_SET_PDEATHSIG` in the forked child, then checks that the parent
+/// did not die before it was armed (the child would then have been
+/// reparented already and would never get the signal).
+fn set_parent_death_signal(command: &mut Command, signal: Signal) {
+    let parent = nix::unistd::getpid();
+    let signal = signal.to_nix();
+    // SAFETY: the closure runs between fork and exec and makes only
+    // async-signal-safe system calls (prctl, getppid); it allocates nothing,
+    // and its error is built from a raw errno.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(signal).map_err(io::Error::from)?;
+            if nix::unistd::getppid() != parent {
+                return Err(io::Error::from(nix::errno::Errno::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Spawns `command` on the spawner thread.
+pub(crate) async fn spawn(
+    command: Command,
+    parent_death_signal: Option<Signal>,
+) -> io::Result<Child> {
+    let (reply, response) = oneshot::channel();
+    spawner()?
+        .send(Job {
+            command,
+            parent_death_signal,
+            reply,
+        })
+        .map_err(|_| io::Error::other("the spawner thread has stopped"))?;
+    response
+        .await
+        .map_err(|_| io::Error::other("the spawner thread dropped the request"))?
+}
