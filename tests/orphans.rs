@@ -15,7 +15,10 @@ use common::{Procs, SOON, event_id, wait_for_more_scans, wait_for_status, wait_u
 use monitor_core::{Event, Monitor, OrphanAction, ProcessState, Signal, TrackOptions};
 
 /// A sleep that ignores SIGTERM, started in the background by the shell.
-const STUBBORN: &str = "(trap '' TERM; exec sleep 300) & echo $!; wait";
+/// The shell ignores it before the fork, so the sleep ignores it from its
+/// first instant (ignored dispositions survive fork and exec); a subshell
+/// that set the trap itself could still be caught by a fast SIGTERM.
+const STUBBORN: &str = "trap '' TERM; sleep 300 & echo $!; wait";
 
 /// A tracked grandchild whose parent shell is killed is orphaned, gets the
 /// termination signal, and dies of it (no SIGKILL needed); it is then
@@ -204,8 +207,7 @@ async fn fifty_stubborn_orphans_take_about_one_grace_period() {
         .grace(grace);
     let (monitor, handle, mut log) = common::spawn_monitor(builder).await;
 
-    let script =
-        format!("for i in $(seq {N}); do (trap '' TERM; exec sleep 300) & echo $!; done; wait");
+    let script = format!("trap '' TERM; for i in $(seq {N}); do sleep 300 & echo $!; done; wait");
     let shell = procs.spawn_shell(&script, N);
     for kid in &shell.kids {
         handle.track(kid.pid).await.unwrap();

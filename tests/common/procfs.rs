@@ -10,6 +10,8 @@ pub(crate) struct ProcStat {
     pub(crate) state: char,
     /// The parent's pid.
     pub(crate) ppid: i32,
+    /// The process group (field 5).
+    pub(crate) pgrp: i32,
     /// Start time in clock ticks since boot (field 22).
     pub(crate) start_time: u64,
 }
@@ -31,6 +33,7 @@ pub(crate) fn read_stat(pid: i32) -> Option<ProcStat> {
     Some(ProcStat {
         state: fields.first()?.chars().next()?,
         ppid: fields.get(1)?.parse().ok()?,
+        pgrp: fields.get(2)?.parse().ok()?,
         start_time: fields.get(19)?.parse().ok()?,
     })
 }

@@ -30,6 +30,30 @@ impl std::fmt::Display for OrphanAction {
     }
 }
 
+/// Which processes an orphan action reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrphanTarget {
+    /// The orphan alone.
+    Process,
+    /// The orphan and every descendant of it: those already tracked as its
+    /// tree, and those found in the children lists at that moment.
+    Tree,
+    /// Every process in the orphan's process group at that moment (never
+    /// the monitor's own group).
+    Group,
+}
+
+impl std::fmt::Display for OrphanTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Process => "process",
+            Self::Tree => "tree",
+            Self::Group => "group",
+        })
+    }
+}
+
 /// Which exited children the monitor reaps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -83,6 +107,12 @@ pub struct Config {
     pub kill_timeout: Duration,
     /// The default action for orphans; a track can override it.
     pub orphan_action: OrphanAction,
+    /// Which processes the orphan action reaches; a track can override it.
+    pub orphan_target: OrphanTarget,
+    /// Follow the descendants of every tracked process (found on track, on
+    /// each scan, and when a member of the tree exits) and track them with
+    /// their real parent; a track can override it.
+    pub tree: bool,
     /// The signal that starts a `terminate` action; a track can override it.
     pub term_signal: Signal,
     /// Which exited children to reap.
@@ -107,6 +137,8 @@ impl Default for Config {
             grace: Duration::from_secs(5),
             kill_timeout: Duration::from_secs(5),
             orphan_action: OrphanAction::Terminate,
+            orphan_target: OrphanTarget::Process,
+            tree: false,
             term_signal: Signal::TERM,
             reap_policy: ReapPolicy::Owned,
             subreaper: false,

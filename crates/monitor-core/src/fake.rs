@@ -3,7 +3,7 @@
 //! Processes are plain records. A signal is recorded with the virtual time
 //! it was sent at; a process dies on `SIGKILL`, and on the termination
 //! signal unless it ignores it. Dead non-children vanish at once, as if
-//! their new parent reaped them.
+//! their new parent reaped them, and their children go to init.
 
 use std::collections::HashMap;
 use std::io;
@@ -22,6 +22,8 @@ pub(crate) const MY_PID: i32 = 100;
 pub(crate) struct FakeProc {
     pub(crate) start_time: u64,
     pub(crate) ppid: i32,
+    /// Its process group; 0 means its own (pgid = pid).
+    pub(crate) pgrp: i32,
     pub(crate) ignores_term: bool,
     pub(crate) ignores_kill: bool,
     pub(crate) signal_denied: bool,
@@ -38,6 +40,16 @@ pub(crate) struct Sent {
 struct Table {
     procs: HashMap<i32, FakeProc>,
     sent: Vec<Sent>,
+}
+
+impl Table {
+    /// Removes a process (reaped at once) and reparents its children to init.
+    fn die(&mut self, pid: i32) {
+        self.procs.remove(&pid);
+        for proc in self.procs.values_mut().filter(|p| p.ppid == pid) {
+            proc.ppid = 1;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -80,11 +92,7 @@ impl FakeOs {
 
     /// The process dies; its children are reparented to init.
     pub(crate) fn kill_parent(&self, pid: i32) {
-        let mut table = self.table();
-        table.procs.remove(&pid);
-        for proc in table.procs.values_mut().filter(|p| p.ppid == pid) {
-            proc.ppid = 1;
-        }
+        self.table().die(pid);
     }
 
     pub(crate) fn is_alive(&self, pid: i32) -> bool {
@@ -96,9 +104,55 @@ impl FakeOs {
     }
 }
 
+fn info(pid: i32, proc: &FakeProc) -> ProcInfo {
+    ProcInfo {
+        start_time: proc.start_time,
+        ppid: proc.ppid,
+        exited: false,
+        pgrp: if proc.pgrp == 0 { pid } else { proc.pgrp },
+    }
+}
+
 impl Os for FakeOs {
     fn my_pid(&self) -> i32 {
         MY_PID
+    }
+
+    fn my_pgrp(&self) -> i32 {
+        MY_PID
+    }
+
+    fn open_parent(&self, id: ProcessId) -> Option<ProcHandle> {
+        self.stat_pid(id.pid)
+            .filter(|info| info.start_time == id.start_time)
+            .map(|_| ProcHandle::bare(id))
+    }
+
+    fn children(&self, handle: &ProcHandle) -> Vec<i32> {
+        if self.stat(handle).is_none() {
+            return Vec::new();
+        }
+        let mut children: Vec<i32> = self
+            .table()
+            .procs
+            .iter()
+            .filter(|(_, proc)| proc.ppid == handle.id.pid)
+            .map(|(pid, _)| *pid)
+            .collect();
+        children.sort_unstable();
+        children
+    }
+
+    fn group_members(&self, pgid: i32) -> Vec<i32> {
+        let mut members: Vec<i32> = self
+            .table()
+            .procs
+            .iter()
+            .filter(|(pid, proc)| info(**pid, proc).pgrp == pgid)
+            .map(|(pid, _)| *pid)
+            .collect();
+        members.sort_unstable();
+        members
     }
 
     fn open(&self, pid: i32) -> Result<(ProcHandle, ProcInfo), Error> {
@@ -107,11 +161,7 @@ impl Os for FakeOs {
             .procs
             .get(&pid)
             .ok_or(Error::NoSuchProcess { pid })?;
-        let info = ProcInfo {
-            start_time: proc.start_time,
-            ppid: proc.ppid,
-            exited: false,
-        };
+        let info = info(pid, &proc);
         Ok((ProcHandle::bare(ProcessId::new(pid, proc.start_time)), info))
     }
 
@@ -121,11 +171,7 @@ impl Os for FakeOs {
     }
 
     fn stat_pid(&self, pid: i32) -> Option<ProcInfo> {
-        self.table().procs.get(&pid).map(|proc| ProcInfo {
-            start_time: proc.start_time,
-            ppid: proc.ppid,
-            exited: false,
-        })
+        self.table().procs.get(&pid).map(|proc| info(pid, proc))
     }
 
     fn signal(&self, handle: &ProcHandle, signal: Signal) -> io::Result<()> {
@@ -153,7 +199,7 @@ impl Os for FakeOs {
             !proc.ignores_term
         };
         if dies {
-            table.procs.remove(&id.pid);
+            table.die(id.pid);
         }
         Ok(())
     }

@@ -47,18 +47,23 @@
 //!
 //! One **actor** task owns all state and takes commands from
 //! [`MonitorHandle`]s over a bounded channel, each answered on a `oneshot`.
-//! Three event sources only forward to it:
+//! Event sources only forward to it:
 //!
+//! - **pidfd watches**: every tracked process's pidfd, and each recorded
+//!   parent's, is registered with the reactor; readiness (an exit) wakes
+//!   the actor with that watch's key alone, so exits and orphans are
+//!   handled at once, with no task per process;
 //! - the **scanner** (a `tokio::time::interval`, missed ticks delayed, not
-//!   bursted) asks the actor for a snapshot of the tracked set, reads each
-//!   process's `/proc/<pid>/stat` on the blocking pool, and sends back what
-//!   the actor must act on: exits, orphans (the recorded parent died) and
-//!   adoptions; quiet processes cost the actor nothing;
+//!   bursted), the safety net: it asks the actor for a snapshot of the
+//!   tracked set, reads each process's `/proc/<pid>/stat` (and, for
+//!   followed trees, the children lists) on the blocking pool, and sends
+//!   back what the actor must act on: exits, orphans, adoptions, new
+//!   descendants; quiet processes cost the actor nothing;
 //! - the **SIGCHLD forwarder** turns the signal into "sweep the owned set"
 //!   wake-ups through a capacity-1 channel (coalesced, never counted);
 //! - the **deadline queue** (a `DelayQueue` inside the actor) wakes
-//!   escalations: re-checks after the termination signal, `SIGKILL` when the
-//!   grace period ends, the bounded wait after it.
+//!   escalations: `SIGKILL` when the grace period ends, the bounded wait
+//!   after it (and re-checks for processes without a pidfd).
 //!
 //! A process is an **orphan** when its recorded parent has exited (its ppid
 //! changed, or a parent named by the caller is gone), not when its ppid is 1
@@ -77,7 +82,10 @@
 //! - `track`: [`TrackOptions`], [`Tracked`], [`ChildProcess`], [`OwnedChild`].
 //! - `event`, `status`: what the monitor reports.
 //! - `monitor`, `handle`: spawning, the handle, shutdown.
-//! - `actor`: the state and the escalation logic.
+//! - `spawn`: [`SpawnOptions`] and the long-lived spawner thread.
+//! - `actor`: the state; `actor/escalation`, `actor/watches`,
+//!   `actor/tree`: orphan actions, pidfd wake-ups, descendant trees.
+//! - `watch`: pidfds registered with the reactor, one waker each.
 //! - `scan`, `reap`: the scanner task and the SIGCHLD forwarder.
 //! - `os`: the seam to the kernel (procfs, pidfd, `waitid`), faked in tests.
 //! - `compat`: the original tool's blocking functions.
@@ -98,16 +106,23 @@ mod scan;
 mod spawn;
 mod status;
 mod track;
+mod watch;
 
 #[cfg(test)]
 mod fake;
 #[cfg(test)]
+mod fallback_tests;
+#[cfg(test)]
+mod harness;
+#[cfg(test)]
 mod timing_tests;
+#[cfg(test)]
+mod tree_tests;
 
 pub use compat::{
     get_monitor, start_monitor, start_monitor_with, stop_monitor, track_process, untrack_process,
 };
-pub use config::{Config, OrphanAction, ReapPolicy, ShutdownPolicy};
+pub use config::{Config, OrphanAction, OrphanTarget, ReapPolicy, ShutdownPolicy};
 pub use error::Error;
 pub use event::{ErrorKind, Event};
 pub use handle::MonitorHandle;

@@ -90,11 +90,14 @@ impl Monitor {
                 cancel.clone(),
             ));
         }
-        let actor = Actor::new(os, config, events, subreaper, cancel.clone());
+        // Unbounded because wakers cannot wait; see `watch.rs`.
+        let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let actor = Actor::new(os, config, events, subreaper, ready_tx, cancel.clone());
         tasks.spawn(actor.run(Inputs {
             commands: commands_rx,
             scans: scans_rx,
             sigchld: sweeps,
+            ready: ready_rx,
         }));
         tasks.close();
         Ok(Self {

@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 
 use nix::errno::Errno;
@@ -27,6 +27,8 @@ pub(crate) struct ProcInfo {
     pub(crate) ppid: i32,
     /// The process has exited (state `Z` or `X`) and waits to be reaped.
     pub(crate) exited: bool,
+    /// Its process group.
+    pub(crate) pgrp: i32,
 }
 
 /// A tracked process pinned for the monitor's lifetime.
@@ -60,6 +62,11 @@ impl ProcHandle {
     pub(crate) fn has_pidfd(&self) -> bool {
         self.pidfd.is_some()
     }
+
+    /// The pidfd's descriptor number, for registration with the reactor.
+    pub(crate) fn pidfd_raw(&self) -> Option<RawFd> {
+        self.pidfd.as_ref().map(AsRawFd::as_raw_fd)
+    }
 }
 
 /// Operating-system calls the monitor needs. See the module docs.
@@ -67,9 +74,24 @@ pub(crate) trait Os: Send + Sync + 'static {
     /// The pid of the process the monitor runs in.
     fn my_pid(&self) -> i32;
 
+    /// The process group of the process the monitor runs in.
+    fn my_pgrp(&self) -> i32;
+
     /// Pins `pid`: opens a pidfd first, then reads its stat, then checks that
     /// this process may signal it. A zombie opens fine (its `exited` is set).
     fn open(&self, pid: i32) -> Result<(ProcHandle, ProcInfo), Error>;
+
+    /// Pins a recorded parent to watch it: a pidfd, then its stat, which
+    /// must show `id`'s start time. `None`: that process has exited (or its
+    /// pid names another process now). Needs no permission to signal it.
+    fn open_parent(&self, id: ProcessId) -> Option<ProcHandle>;
+
+    /// The pids of a pinned process's children (every thread's list).
+    /// Empty once it has exited.
+    fn children(&self, handle: &ProcHandle) -> Vec<i32>;
+
+    /// Every process in process group `pgid`.
+    fn group_members(&self, pgid: i32) -> Vec<i32>;
 
     /// Re-reads a pinned process. `None`: it has been reaped (or, for the
     /// fake, its pid now names another process).
@@ -100,6 +122,7 @@ pub(crate) trait Os: Send + Sync + 'static {
 #[derive(Debug)]
 pub(crate) struct LinuxOs {
     my_pid: i32,
+    my_pgrp: i32,
     /// Off only in tests, to exercise the fallback a kernel without pidfd
     /// (or a process out of descriptors) gets.
     use_pidfd: bool,
@@ -109,9 +132,57 @@ impl LinuxOs {
     pub(crate) fn new() -> Self {
         Self {
             my_pid: rustix::process::getpid().as_raw_nonzero().get(),
+            my_pgrp: rustix::process::getpgrp().as_raw_nonzero().get(),
             use_pidfd: true,
         }
     }
+
+    /// The Linux backend with pidfds switched off: every process takes the
+    /// fallback a kernel before 5.3 (or a process out of descriptors) gets.
+    #[cfg(test)]
+    pub(crate) fn without_pidfd() -> Self {
+        Self {
+            use_pidfd: false,
+            ..Self::new()
+        }
+    }
+
+    /// `pidfd_open`, or `None` with a warning when the kernel or the
+    /// descriptor limit refuses (the caller falls back); `Err` only when
+    /// the process does not exist.
+    fn pidfd(&self, pid: Pid) -> Result<Option<OwnedFd>, ()> {
+        let opened = if self.use_pidfd {
+            rustix::process::pidfd_open(pid, PidfdFlags::NONBLOCK)
+        } else {
+            Err(rustix::io::Errno::NOSYS)
+        };
+        match opened {
+            Ok(fd) => Ok(Some(fd)),
+            Err(e) if e == rustix::io::Errno::SRCH || e == rustix::io::Errno::INVAL => Err(()),
+            Err(e) => {
+                // ENOSYS (kernel < 5.3), EMFILE/ENFILE (out of descriptors).
+                tracing::warn!(pid = pid.as_raw_nonzero().get(), error = %e, "pidfd_open failed; falling back to the scan and start-time checks");
+                Ok(None)
+            }
+        }
+    }
+}
+
+/// Reads the children lists of every thread under `/proc/<pid>/task`.
+fn read_children(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            children.extend(
+                list.split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<i32>().ok()),
+            );
+        }
+    }
+    children
 }
 
 /// Longest `/proc/<pid>/stat` line: 52 numeric fields of at most 20 digits
@@ -134,6 +205,7 @@ fn info_from_stat(stat: &procfs::process::Stat) -> ProcInfo {
         start_time: stat.starttime,
         ppid: stat.ppid,
         exited: matches!(stat.state, 'Z' | 'X' | 'x'),
+        pgrp: stat.pgrp,
     }
 }
 
@@ -157,6 +229,43 @@ impl Os for LinuxOs {
         self.my_pid
     }
 
+    fn my_pgrp(&self) -> i32 {
+        self.my_pgrp
+    }
+
+    fn open_parent(&self, id: ProcessId) -> Option<ProcHandle> {
+        let pidfd = self.pidfd(Pid::from_raw(id.pid)?).ok()?;
+        let file = File::open(format!("/proc/{}/stat", id.pid)).ok()?;
+        let info = info_from_stat(&read_stat(&file)?);
+        (!info.exited && info.start_time == id.start_time).then_some(ProcHandle {
+            id,
+            pidfd,
+            stat: Some(file),
+        })
+    }
+
+    fn children(&self, handle: &ProcHandle) -> Vec<i32> {
+        let children = read_children(handle.id.pid);
+        // Read by pid: count the list only if the pinned process still
+        // runs, so the pid named it while it was read.
+        if self.stat(handle).is_some_and(|info| !info.exited) {
+            children
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn group_members(&self, pgid: i32) -> Vec<i32> {
+        let Ok(all) = procfs::process::all_processes() else {
+            return Vec::new();
+        };
+        all.flatten()
+            .filter_map(|proc| proc.stat().ok())
+            .filter(|stat| stat.pgrp == pgid && !matches!(stat.state, 'Z' | 'X'))
+            .map(|stat| stat.pid)
+            .collect()
+    }
+
     fn open(&self, pid: i32) -> Result<(ProcHandle, ProcInfo), Error> {
         // `Pid::from_raw` asserts a non-negative value; screen first.
         let raw = (pid > 0)
@@ -165,23 +274,7 @@ impl Os for LinuxOs {
             .ok_or(Error::NoSuchProcess { pid })?;
         // The pidfd first: from here on the process cannot be replaced under
         // us, whatever the stat read below says.
-        let opened = if self.use_pidfd {
-            rustix::process::pidfd_open(raw, PidfdFlags::NONBLOCK)
-        } else {
-            Err(rustix::io::Errno::NOSYS)
-        };
-        let pidfd = match opened {
-            Ok(fd) => Some(fd),
-            Err(e) if e == rustix::io::Errno::SRCH || e == rustix::io::Errno::INVAL => {
-                return Err(Error::NoSuchProcess { pid });
-            }
-            Err(e) => {
-                // ENOSYS (kernel < 5.3), EMFILE/ENFILE (out of descriptors):
-                // fall back to start-time checks before each kill.
-                tracing::warn!(pid, error = %e, "pidfd_open failed; falling back to start-time checks");
-                None
-            }
-        };
+        let pidfd = self.pidfd(raw).map_err(|()| Error::NoSuchProcess { pid })?;
         let file =
             File::open(format!("/proc/{pid}/stat")).map_err(|source| match source.kind() {
                 io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
@@ -274,25 +367,15 @@ impl Os for LinuxOs {
     }
 
     fn child_zombies(&self, skip: &HashSet<i32>) -> Vec<ProcessId> {
-        // Each thread's children are listed apart, so read every task's list.
-        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-            return Vec::new();
-        };
-        let mut zombies = Vec::new();
-        for task in tasks.flatten() {
-            let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
-                continue;
-            };
-            let pids = children
-                .split_ascii_whitespace()
-                .filter_map(|p| p.parse().ok());
-            for pid in pids.filter(|pid| !skip.contains(pid)) {
-                if let Some(info) = self.stat_pid(pid).filter(|info| info.exited) {
-                    zombies.push(ProcessId::new(pid, info.start_time));
-                }
-            }
-        }
-        zombies
+        // Each thread's children are listed apart; read every task's list.
+        read_children(self.my_pid)
+            .into_iter()
+            .filter(|pid| !skip.contains(pid))
+            .filter_map(|pid| {
+                let info = self.stat_pid(pid).filter(|info| info.exited)?;
+                Some(ProcessId::new(pid, info.start_time))
+            })
+            .collect()
     }
 
     fn set_subreaper(&self) -> io::Result<()> {
@@ -361,10 +444,7 @@ mod tests {
 
     #[test]
     fn the_fallback_without_pidfd_pins_the_process_too() {
-        let os = LinuxOs {
-            use_pidfd: false,
-            ..LinuxOs::new()
-        };
+        let os = LinuxOs::without_pidfd();
         pinned_process_is_signalled_and_then_gone(&os, false);
     }
 

@@ -27,6 +27,8 @@ pub(crate) struct ScanTarget {
     pub(crate) named_parent: bool,
     /// Not our child at track time: becoming one means we adopted it.
     pub(crate) adoptable: bool,
+    /// Its descendants are followed: read its children lists too.
+    pub(crate) tree: bool,
 }
 
 /// What the actor hands the scanner on each tick.
@@ -67,6 +69,9 @@ pub(crate) struct ScanReport {
     pub(crate) observations: Vec<(ProcessId, Observation)>,
     /// How many tracked processes were read.
     pub(crate) processes: usize,
+    /// The children of tree members (tracked ones included; the actor
+    /// skips those).
+    pub(crate) children: Vec<(ProcessId, Vec<i32>)>,
     pub(crate) zombies: Vec<ProcessId>,
     pub(crate) duration: Duration,
 }
@@ -85,6 +90,13 @@ pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot) -> ScanReport {
     let started = std::time::Instant::now();
     // Many tracked processes share one parent; read each named parent once.
     let mut parents: HashMap<ProcessId, bool> = HashMap::new();
+    let children: Vec<(ProcessId, Vec<i32>)> = snapshot
+        .targets
+        .iter()
+        .filter(|target| target.tree)
+        .map(|target| (target.handle.id, os.children(&target.handle)))
+        .filter(|(_, children)| !children.is_empty())
+        .collect();
     let observations: Vec<_> = snapshot
         .targets
         .iter()
@@ -125,6 +137,7 @@ pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot) -> ScanReport {
     ScanReport {
         processes: snapshot.targets.len(),
         observations,
+        children,
         zombies,
         duration: started.elapsed(),
     }

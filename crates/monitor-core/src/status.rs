@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{OrphanAction, ProcessId, ReapPolicy};
+use crate::{OrphanAction, OrphanTarget, ProcessId, ReapPolicy};
 
 /// Where a tracked process is in its life as the monitor sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -39,8 +39,17 @@ pub struct TrackedStatus {
     pub owned: bool,
     /// Whether it is pinned by a pidfd.
     pub pidfd: bool,
+    /// Whether its exit is noticed through pidfd readiness (`false`: by the
+    /// scan only, the fallback without pidfds).
+    pub exit_watch: bool,
     /// Its orphan action.
     pub action: OrphanAction,
+    /// Which processes that action reaches.
+    pub target: OrphanTarget,
+    /// Whether its descendants are followed.
+    pub tree: bool,
+    /// The tracked process whose tree it was found in, if it was.
+    pub descendant_of: Option<ProcessId>,
 }
 
 /// Running totals since the monitor started.
@@ -101,6 +110,9 @@ pub struct Status {
     /// Whether the kernel gave a pidfd for every tracked process so far
     /// (`false` once any fell back to start-time checks).
     pub pidfd_supported: bool,
+    /// Tracked processes whose exit (and whose parent's exit) only the scan
+    /// notices, because no pidfd could be opened or registered for them.
+    pub scan_only: usize,
     /// How many processes are tracked.
     pub tracked_count: usize,
     /// Every tracked process, by pid.

@@ -5,132 +5,13 @@
 //! paused clock still while it runs, so every observation below happens at
 //! an exact virtual instant.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-
-use crate::fake::{FakeOs, FakeProc, Sent};
+use crate::fake::FakeProc;
+use crate::harness::{CHILD, Harness, PARENT, config, is_exit_of, is_orphaned, secs, stubborn};
 use crate::{
-    Config, Error, ErrorKind, Event, Monitor, MonitorHandle, OrphanAction, ProcessId, ProcessState,
-    Signal, TrackOptions,
+    Config, Error, ErrorKind, Event, OrphanAction, ProcessId, ProcessState, Signal, TrackOptions,
 };
-
-const INTERVAL: Duration = Duration::from_secs(60);
-const GRACE: Duration = Duration::from_secs(5);
-const PARENT: i32 = 200;
-const CHILD: i32 = 201;
-
-fn secs(s: f64) -> Duration {
-    Duration::from_secs_f64(s)
-}
-
-struct Harness {
-    os: Arc<FakeOs>,
-    monitor: Monitor,
-    handle: MonitorHandle,
-    events: broadcast::Receiver<Event>,
-    t0: Instant,
-    /// Keeps the injected SIGCHLD channel open.
-    _sweeps: mpsc::Sender<()>,
-}
-
-impl Harness {
-    async fn start(config: Config) -> Self {
-        let os = FakeOs::new();
-        let (sweeps, sweeps_rx) = mpsc::channel(1);
-        let t0 = Instant::now();
-        let monitor = Monitor::start(config, os.clone(), CancellationToken::new(), sweeps_rx)
-            .expect("monitor starts");
-        let handle = monitor.handle();
-        let events = handle.subscribe().await.expect("subscribe");
-        Self {
-            os,
-            monitor,
-            handle,
-            events,
-            t0,
-            _sweeps: sweeps,
-        }
-    }
-
-    async fn default() -> Self {
-        Self::start(Config {
-            check_interval: INTERVAL,
-            grace: GRACE,
-            ..Config::default()
-        })
-        .await
-    }
-
-    /// A parent (pid 200) and its tracked child (pid 201).
-    async fn with_tracked_child(config: Config, child: FakeProc) -> (Self, ProcessId) {
-        let harness = Self::start(config).await;
-        harness.os.spawn(PARENT, 1);
-        let id = harness.os.spawn_with(
-            CHILD,
-            FakeProc {
-                start_time: 5000,
-                ppid: PARENT,
-                ..child
-            },
-        );
-        harness.handle.track(CHILD).await.expect("track");
-        (harness, id)
-    }
-
-    fn elapsed(&self) -> Duration {
-        Instant::now() - self.t0
-    }
-
-    async fn sleep_until(&self, at: Duration) {
-        tokio::time::sleep_until(self.t0 + at).await;
-    }
-
-    /// The next event matching `wanted`, and when (since start) it came.
-    async fn next(&mut self, wanted: impl Fn(&Event) -> bool) -> (Duration, Event) {
-        loop {
-            let event = self.events.recv().await.expect("event stream open");
-            if wanted(&event) {
-                return (self.elapsed(), event);
-            }
-        }
-    }
-
-    /// Signals sent, as (seconds since start, pid, signal).
-    fn sent(&self) -> Vec<(Duration, i32, Signal)> {
-        self.os
-            .sent()
-            .into_iter()
-            .map(|Sent { at, id, signal }| (at - self.t0, id.pid, signal))
-            .collect()
-    }
-}
-
-fn is_orphaned(event: &Event) -> bool {
-    matches!(event, Event::Orphaned { .. })
-}
-
-fn is_exit_of(id: ProcessId) -> impl Fn(&Event) -> bool {
-    move |event| matches!(event, Event::Exited { id: exited, .. } if *exited == id)
-}
-
-fn stubborn() -> FakeProc {
-    FakeProc {
-        ignores_term: true,
-        ..FakeProc::default()
-    }
-}
-
-fn config() -> Config {
-    Config {
-        check_interval: INTERVAL,
-        grace: GRACE,
-        ..Config::default()
-    }
-}
 
 /// The parent dies at 90 s; the scan at 120 s (the first tick after) finds
 /// the orphan and SIGTERM goes out at that very instant, not before.
@@ -404,9 +285,10 @@ async fn a_named_parent_is_what_counts() {
 }
 
 /// A parent identity that is already gone at track time (e.g. restored
-/// after a restart) makes the process an orphan at the next scan.
+/// after a restart) makes the process an orphan at once, not at the next
+/// scan.
 #[tokio::test(start_paused = true)]
-async fn a_parent_already_gone_orphans_at_the_next_scan() {
+async fn a_parent_already_gone_orphans_at_once() {
     let mut h = Harness::default().await;
     h.os.spawn(CHILD, 1);
     h.sleep_until(secs(10.0)).await;
@@ -418,7 +300,7 @@ async fn a_parent_already_gone_orphans_at_the_next_scan() {
         .await
         .expect("track");
     let (at, _) = h.next(is_orphaned).await;
-    assert_eq!(at, secs(60.0));
+    assert_eq!(at, secs(10.0));
 }
 
 /// EPERM from a signal is an event and a counter; the monitor goes on.
@@ -509,7 +391,7 @@ async fn a_lagging_subscriber_never_slows_the_actor() {
     );
     assert!(matches!(
         h.events.recv().await,
-        Err(broadcast::error::RecvError::Lagged(96))
+        Err(tokio::sync::broadcast::error::RecvError::Lagged(96))
     ));
 }
 

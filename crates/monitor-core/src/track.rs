@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::{Error, ExitStatus, OrphanAction, ProcessId, Signal};
+use crate::{Error, ExitStatus, OrphanAction, OrphanTarget, ProcessId, Signal};
 
 /// Per-process settings for [`crate::MonitorHandle::track_with`].
 ///
@@ -21,6 +21,11 @@ pub struct TrackOptions {
     pub parent: Option<ParentSpec>,
     /// What to do when it is orphaned.
     pub action: Option<OrphanAction>,
+    /// Which processes the orphan action reaches.
+    pub target: Option<OrphanTarget>,
+    /// Follow its descendants: track each with its real parent as it is
+    /// found, so the grandchildren of a dying child are caught.
+    pub tree: Option<bool>,
     /// Time between the termination signal and `SIGKILL`.
     #[serde(with = "humantime_serde")]
     pub grace: Option<Duration>,
@@ -53,6 +58,18 @@ impl TrackOptions {
     /// Sets the orphan action.
     pub fn action(mut self, action: OrphanAction) -> Self {
         self.action = Some(action);
+        self
+    }
+
+    /// Sets which processes the orphan action reaches.
+    pub fn target(mut self, target: OrphanTarget) -> Self {
+        self.target = Some(target);
+        self
+    }
+
+    /// Follows (or not) its descendants.
+    pub fn tree(mut self, tree: bool) -> Self {
+        self.tree = Some(tree);
         self
     }
 
@@ -97,8 +114,17 @@ pub struct Tracked {
     pub owned: bool,
     /// Whether it is pinned by a pidfd (`false`: start-time fallback).
     pub pidfd: bool,
+    /// Whether its exit is noticed through pidfd readiness at once
+    /// (`false`: only by the scan).
+    pub exit_watch: bool,
     /// What happens when it is orphaned.
     pub action: OrphanAction,
+    /// Which processes the orphan action reaches.
+    pub target: OrphanTarget,
+    /// Whether its descendants are followed.
+    pub tree: bool,
+    /// The tracked process whose tree it was found in, if it was.
+    pub descendant_of: Option<ProcessId>,
     /// Time between the termination signal and `SIGKILL`.
     #[serde(with = "humantime_serde")]
     pub grace: Duration,

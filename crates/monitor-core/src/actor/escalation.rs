@@ -1,0 +1,258 @@
+//! Orphan actions and their escalation: which signal goes out when, as
+//! data (an [`Escalation`] per process plus one key in the deadline queue),
+//! never as a task that sleeps.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Actor;
+use crate::os;
+use crate::status::ProcessState;
+use crate::{Error, ErrorKind, Event, OrphanAction, OrphanTarget, ProcessId, Signal, Tracked};
+
+/// The first re-check of a signalled process without an exit watch (the
+/// pidfd fallback); doubled up to [`MAX_RECHECK`]. A watched process needs
+/// none: its exit wakes the actor.
+const FIRST_RECHECK: Duration = Duration::from_millis(5);
+const MAX_RECHECK: Duration = Duration::from_millis(250);
+
+/// Where an escalation stands; the deadline queue holds the next wake-up.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Escalation {
+    /// Signal sent; `SIGKILL` at `kill_at`.
+    Terminating { kill_at: Instant, step: Duration },
+    /// `SIGKILL` sent; unkillable after `give_up_at`.
+    Killing { give_up_at: Instant, step: Duration },
+}
+
+impl Actor {
+    /// Starts termination of a tracked process now, whatever its orphan
+    /// action; `kill` skips straight to `SIGKILL`.
+    pub(super) fn stop(&mut self, pid: i32, kill: bool) -> Result<Tracked, Error> {
+        let entry = self
+            .tracked
+            .get_mut(&pid)
+            .ok_or(Error::NotTracked { pid })?;
+        let tracked = entry.describe();
+        let state = entry.state;
+        entry.stop_requested = true;
+        entry
+            .span
+            .in_scope(|| tracing::info!(kill, "stop requested"));
+        match (state, kill) {
+            (ProcessState::Running | ProcessState::Orphaned, false) => {
+                self.counters.stops_requested += 1;
+                self.send_term(pid);
+            }
+            (ProcessState::Running | ProcessState::Orphaned | ProcessState::Terminating, true) => {
+                self.counters.stops_requested += 1;
+                self.send_kill(pid);
+            }
+            // Already on its way out: a second request changes nothing.
+            (ProcessState::Terminating, false)
+            | (ProcessState::Killing | ProcessState::Unkillable, _) => {}
+        }
+        Ok(tracked)
+    }
+
+    /// The recorded parent died: start the orphan action on the orphan and
+    /// on whatever else its target reaches.
+    pub(super) fn orphaned(&mut self, pid: i32) {
+        let Some(entry) = self.tracked.get_mut(&pid) else {
+            return;
+        };
+        let (id, parent, action, target) = (entry.id(), entry.parent, entry.action, entry.target);
+        entry.state = ProcessState::Orphaned;
+        entry.since = Instant::now();
+        entry
+            .span
+            .in_scope(|| tracing::info!(parent = %parent, ?action, "orphaned"));
+        self.counters.orphans_found += 1;
+        self.emit(Event::Orphaned { id, parent, action });
+        // Found (and tracked) before anything is signalled, so a member that
+        // dies first cannot hand its children on to init unseen.
+        let members = match target {
+            OrphanTarget::Process => Vec::new(),
+            OrphanTarget::Tree => self.tree_members(pid),
+            OrphanTarget::Group => self.group_members(pid),
+        };
+        if !members.is_empty() {
+            tracing::info!(pid, %target, members = members.len(), "the orphan action reaches more processes");
+        }
+        self.act(pid, action);
+        for member in members {
+            self.act(member, action);
+        }
+    }
+
+    /// Applies `action` to a process that is not already on its way out.
+    pub(super) fn act(&mut self, pid: i32, action: OrphanAction) {
+        let Some(entry) = self.tracked.get(&pid) else {
+            return;
+        };
+        if !matches!(entry.state, ProcessState::Running | ProcessState::Orphaned) {
+            return;
+        }
+        match action {
+            OrphanAction::Notify => {}
+            OrphanAction::Kill => self.send_kill(pid),
+            OrphanAction::Terminate => self.send_term(pid),
+        }
+    }
+
+    /// Sends a signal; `false` when the process turned out to be gone (or
+    /// the signal failed, which is reported and ends the escalation).
+    pub(super) fn deliver(&mut self, pid: i32, signal: Signal) -> bool {
+        let Some(entry) = self.tracked.get(&pid) else {
+            return false;
+        };
+        let id = entry.id();
+        match self.os.signal(&entry.handle, signal) {
+            Ok(()) => {
+                entry
+                    .span
+                    .in_scope(|| tracing::info!(signal = %signal, "signalled"));
+                true
+            }
+            Err(error) if os::is_gone(&error) => {
+                self.settle_exit(pid);
+                false
+            }
+            Err(error) => {
+                let kind = if os::is_permission(&error) {
+                    ErrorKind::PermissionDenied
+                } else {
+                    ErrorKind::Signal
+                };
+                self.error_event(
+                    Some(id),
+                    kind,
+                    format!("could not send {signal} to {id}: {error}"),
+                );
+                false
+            }
+        }
+    }
+
+    pub(super) fn send_term(&mut self, pid: i32) {
+        let Some(signal) = self.tracked.get(&pid).map(|e| e.signal) else {
+            return;
+        };
+        if !self.deliver(pid, signal) {
+            return;
+        }
+        let Some(entry) = self.tracked.get(&pid) else {
+            return;
+        };
+        let (id, grace) = (entry.id(), entry.grace);
+        self.emit(Event::Signalled { id, signal });
+        if grace.is_zero() {
+            self.send_kill(pid);
+            return;
+        }
+        let now = Instant::now();
+        self.set_state(pid, ProcessState::Terminating, now);
+        self.arm(
+            pid,
+            Escalation::Terminating {
+                kill_at: now + grace,
+                step: FIRST_RECHECK,
+            },
+            now,
+        );
+    }
+
+    pub(super) fn send_kill(&mut self, pid: i32) {
+        if !self.deliver(pid, Signal::KILL) {
+            return;
+        }
+        let Some((id, requested)) = self.tracked.get(&pid).map(|e| (e.id(), e.stop_requested))
+        else {
+            return;
+        };
+        if !requested {
+            self.counters.orphans_killed += 1;
+        }
+        self.emit(Event::Killed { id });
+        let now = Instant::now();
+        self.set_state(pid, ProcessState::Killing, now);
+        self.arm(
+            pid,
+            Escalation::Killing {
+                give_up_at: now + self.config.kill_timeout,
+                step: FIRST_RECHECK,
+            },
+            now,
+        );
+        // An owned child may already be reapable.
+        self.reap_tracked(pid);
+    }
+
+    pub(super) fn set_state(&mut self, pid: i32, state: ProcessState, now: Instant) {
+        if let Some(entry) = self.tracked.get_mut(&pid) {
+            entry.state = state;
+            entry.since = now;
+        }
+    }
+
+    /// Schedules the next wake-up of an escalation: the next re-check or its
+    /// deadline, whichever is sooner.
+    pub(super) fn arm(&mut self, pid: i32, escalation: Escalation, now: Instant) {
+        let Some(entry) = self.tracked.get_mut(&pid) else {
+            return;
+        };
+        let (deadline, step) = match escalation {
+            Escalation::Terminating { kill_at, step } => (kill_at, step),
+            Escalation::Killing { give_up_at, step } => (give_up_at, step),
+        };
+        // A watched process wakes the actor when it exits; only the
+        // fallback needs re-checks before the deadline.
+        let wake = if entry.watch.is_some() {
+            deadline
+        } else {
+            deadline.min(now + step)
+        };
+        if let Some((_, key)) = entry.escalation.take() {
+            self.deadlines.remove(&key);
+        }
+        let key = self.deadlines.insert_at(entry.id(), wake);
+        entry.escalation = Some((escalation, key));
+    }
+
+    pub(super) fn on_deadline(&mut self, id: ProcessId) {
+        let Some(entry) = self.tracked.get_mut(&id.pid).filter(|e| e.id() == id) else {
+            return;
+        };
+        // The queue already dropped the expired key.
+        let Some((escalation, _)) = entry.escalation.take() else {
+            return;
+        };
+        let entry = &self.tracked[&id.pid];
+        if !self.is_running(entry) {
+            self.settle_exit(id.pid);
+            return;
+        }
+        let now = Instant::now();
+        match escalation {
+            Escalation::Terminating { kill_at, .. } if now >= kill_at => self.send_kill(id.pid),
+            Escalation::Terminating { kill_at, step } => {
+                let step = (step * 2).min(MAX_RECHECK);
+                self.arm(id.pid, Escalation::Terminating { kill_at, step }, now);
+            }
+            Escalation::Killing { give_up_at, .. } if now >= give_up_at => {
+                self.set_state(id.pid, ProcessState::Unkillable, now);
+                let timeout = self.config.kill_timeout;
+                self.error_event(
+                    Some(id),
+                    ErrorKind::Unkillable,
+                    format!("{id} still exists {timeout:?} after SIGKILL"),
+                );
+            }
+            Escalation::Killing { give_up_at, step } => {
+                let step = (step * 2).min(MAX_RECHECK);
+                self.arm(id.pid, Escalation::Killing { give_up_at, step }, now);
+            }
+        }
+    }
+}

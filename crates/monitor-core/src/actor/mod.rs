@@ -1,0 +1,479 @@
+//! The actor: the one task that owns every tracked process, every deadline
+//! and every counter. Commands, scan reports, SIGCHLD wake-ups, pidfd
+//! wake-ups and expired deadlines arrive here one at a time; nothing else
+//! mutates state.
+//!
+//! This file holds the state and the run loop; the handlers live beside it:
+//! `tracking` (spawn, track, untrack), `watches` (pidfd wake-ups),
+//! `escalation` (orphan actions and their deadlines), `tree` (descendants
+//! and process groups), `reaping` (sweeps and settling exits), `shutdown`.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::{DelayQueue, delay_queue};
+use tracing::Span;
+
+use crate::os::{Os, ProcHandle};
+use crate::scan::{Observation, ScanMsg, ScanReport, ScanTarget, Snapshot};
+use crate::watch::{Watch, WatchKey};
+
+use self::escalation::Escalation;
+
+mod escalation;
+mod reaping;
+mod shutdown;
+mod tracking;
+mod tree;
+mod watches;
+use crate::status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};
+use crate::{
+    ChildProcess, Config, Error, ErrorKind, Event, ExitStatus, OrphanAction, OrphanTarget,
+    OwnedChild, ProcessId, ReapPolicy, Signal, SpawnOptions, TrackChildError, TrackOptions,
+    Tracked,
+};
+
+/// A request from a [`crate::MonitorHandle`].
+#[derive(Debug)]
+pub(crate) enum Command {
+    Track {
+        pid: i32,
+        options: TrackOptions,
+        reply: oneshot::Sender<Result<Tracked, Error>>,
+    },
+    TrackChild {
+        child: ChildProcess,
+        options: TrackOptions,
+        reply: oneshot::Sender<Result<OwnedChild, TrackChildError>>,
+    },
+    Spawn {
+        command: Box<std::process::Command>,
+        options: SpawnOptions,
+        reply: oneshot::Sender<Result<OwnedChild, Error>>,
+    },
+    Untrack {
+        pid: i32,
+        reply: oneshot::Sender<Result<Tracked, Error>>,
+    },
+    /// Start termination (or, with `kill`, send `SIGKILL`) now.
+    Stop {
+        pid: i32,
+        kill: bool,
+        reply: oneshot::Sender<Result<Tracked, Error>>,
+    },
+    Status {
+        reply: oneshot::Sender<Status>,
+    },
+    Subscribe {
+        reply: oneshot::Sender<broadcast::Receiver<Event>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A command the run loop finishes outside the synchronous handler.
+enum Deferred {
+    Shutdown(oneshot::Sender<()>),
+    Spawn {
+        command: Box<std::process::Command>,
+        options: SpawnOptions,
+        reply: oneshot::Sender<Result<OwnedChild, Error>>,
+    },
+}
+
+/// How the actor learns that its process is gone in the shutdown wait.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(5);
+
+/// What the monitor holds to reap a process it owns.
+#[derive(Debug, Default)]
+struct Ownership {
+    /// The caller's `Child`, reaped through its own `try_wait`; `None` for
+    /// adopted processes, reaped through the pidfd.
+    child: Option<ChildProcess>,
+    /// Where the exit status goes.
+    waiter: Option<oneshot::Sender<ExitStatus>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    handle: Arc<ProcHandle>,
+    parent: ProcessId,
+    named_parent: bool,
+    action: OrphanAction,
+    target: OrphanTarget,
+    /// Its descendants are followed (and tracked as they are found).
+    tree: bool,
+    /// The tracked process whose tree it was found in.
+    descendant_of: Option<ProcessId>,
+    grace: Duration,
+    signal: Signal,
+    /// Its pidfd registered with the reactor; `None`: the scan notices its
+    /// exit (no pidfd, or the registration failed).
+    watch: Option<Watch>,
+    owned: Option<Ownership>,
+    /// Its parent was not this process at track time (and it is not owned),
+    /// so becoming our child later means we adopted it (as a subreaper).
+    /// Cleared on adoption.
+    adoptable: bool,
+    /// Termination was asked for through `stop`, not caused by orphaning,
+    /// so the orphan counters leave it out.
+    stop_requested: bool,
+    state: ProcessState,
+    since: Instant,
+    escalation: Option<(Escalation, delay_queue::Key)>,
+    span: Span,
+}
+
+impl Entry {
+    fn id(&self) -> ProcessId {
+        self.handle.id
+    }
+
+    fn describe(&self) -> Tracked {
+        Tracked {
+            id: self.id(),
+            parent: self.parent,
+            owned: self.owned.is_some(),
+            pidfd: self.handle.has_pidfd(),
+            exit_watch: self.watch.is_some(),
+            action: self.action,
+            target: self.target,
+            tree: self.tree,
+            descendant_of: self.descendant_of,
+            grace: self.grace,
+            signal: self.signal,
+        }
+    }
+}
+
+/// A recorded parent, pinned and watched for every tracked process whose
+/// orphaning its death means.
+#[derive(Debug)]
+struct ParentWatch {
+    handle: Arc<ProcHandle>,
+    watch: Watch,
+    /// The tracked pids recorded with this parent.
+    children: BTreeSet<i32>,
+}
+
+/// An owned process that was untracked: no longer watched for orphaning,
+/// still reaped so it never lingers as a zombie.
+#[derive(Debug)]
+struct Released {
+    handle: Arc<ProcHandle>,
+    ownership: Ownership,
+}
+
+pub(crate) struct Actor {
+    os: Arc<dyn Os>,
+    config: Config,
+    my_pid: i32,
+    tracked: HashMap<i32, Entry>,
+    /// The pids of tracked entries the monitor owns, so a sweep (on every
+    /// SIGCHLD) touches only those, however many are tracked.
+    owned_pids: BTreeSet<i32>,
+    /// What the scanner reads, rebuilt only after the tracked set changed,
+    /// so a steady scan costs the actor one `Arc` clone.
+    scan_targets: Option<Arc<[ScanTarget]>>,
+    released: Vec<Released>,
+    /// Escalation wake-ups, keyed back to the process by identity.
+    deadlines: DelayQueue<ProcessId>,
+    /// Every event goes here; subscribers each hold a receiver.
+    events: broadcast::Sender<Event>,
+    counters: Counters,
+    last_scan: Option<ScanSummary>,
+    unowned_zombies: BTreeSet<ProcessId>,
+    pidfd_fallbacks: u64,
+    subreaper: bool,
+    /// Watched parents, by identity.
+    parents: HashMap<ProcessId, ParentWatch>,
+    /// Where the watches' wakers send their keys (see `watch.rs`).
+    ready: mpsc::UnboundedSender<WatchKey>,
+    cancel: CancellationToken,
+}
+
+/// The receiving ends the actor selects over.
+pub(crate) struct Inputs {
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) scans: mpsc::Receiver<ScanMsg>,
+    /// "Some child changed state": sweep the owned set.
+    pub(crate) sigchld: mpsc::Receiver<()>,
+    /// A watched pidfd became readable: a process or a parent exited.
+    pub(crate) ready: mpsc::UnboundedReceiver<WatchKey>,
+}
+
+impl Actor {
+    pub(crate) fn new(
+        os: Arc<dyn Os>,
+        config: Config,
+        events: broadcast::Sender<Event>,
+        subreaper: bool,
+        ready: mpsc::UnboundedSender<WatchKey>,
+        cancel: CancellationToken,
+    ) -> Self {
+        Self {
+            my_pid: os.my_pid(),
+            os,
+            config,
+            tracked: HashMap::new(),
+            owned_pids: BTreeSet::new(),
+            scan_targets: None,
+            released: Vec::new(),
+            deadlines: DelayQueue::new(),
+            events,
+            counters: Counters::default(),
+            last_scan: None,
+            unowned_zombies: BTreeSet::new(),
+            pidfd_fallbacks: 0,
+            subreaper,
+            parents: HashMap::new(),
+            ready,
+            cancel,
+        }
+    }
+
+    pub(crate) async fn run(mut self, mut inputs: Inputs) {
+        loop {
+            tokio::select! {
+                () = self.cancel.cancelled() => break,
+                command = inputs.commands.recv() => match command {
+                    Some(command) => match self.handle(command) {
+                        None => {}
+                        Some(Deferred::Shutdown(reply)) => {
+                            self.shut_down().await;
+                            // The caller may have stopped waiting; nothing to do then.
+                            let _ = reply.send(());
+                            return;
+                        }
+                        Some(Deferred::Spawn { command, options, reply }) => {
+                            // Nothing else runs until the child is registered,
+                            // so no sweep can reap it first.
+                            let result = self.spawn(*command, options).await;
+                            let _ = reply.send(result);
+                        }
+                    },
+                    // Every handle is gone: nobody can ask anything again.
+                    None => break,
+                },
+                Some(()) = inputs.sigchld.recv() => self.sweep(),
+                Some(key) = inputs.ready.recv() => self.on_ready(key),
+                Some(message) = inputs.scans.recv() => match message {
+                    ScanMsg::Snapshot(reply) => {
+                        // The scanner may have been cancelled meanwhile.
+                        let _ = reply.send(self.snapshot());
+                    }
+                    ScanMsg::Report(report) => self.apply_scan(report),
+                },
+                Some(expired) = std::future::poll_fn(|cx| self.deadlines.poll_expired(cx)),
+                    if !self.deadlines.is_empty() => self.on_deadline(expired.into_inner()),
+            }
+        }
+        self.shut_down().await;
+    }
+
+    fn emit(&self, event: Event) {
+        // No subscriber is not an error: events are for whoever listens.
+        let _ = self.events.send(event);
+    }
+
+    fn error_event(&mut self, id: Option<ProcessId>, kind: ErrorKind, message: String) {
+        self.counters.errors += 1;
+        if kind == ErrorKind::PermissionDenied {
+            self.counters.permission_denied += 1;
+        }
+        tracing::warn!(pid = ?id.map(|id| id.pid), ?kind, %message, "monitor error");
+        self.emit(Event::Error { id, kind, message });
+    }
+
+    /// Answers one command; returns the ones that must await something
+    /// (shutdown, spawn), which the run loop finishes.
+    fn handle(&mut self, command: Command) -> Option<Deferred> {
+        // A dropped reply receiver means the caller stopped waiting: the work
+        // is done either way, so the failed sends below are ignored.
+        match command {
+            Command::Track {
+                pid,
+                options,
+                reply,
+            } => {
+                let _ = reply.send(self.track(pid, options, &mut None));
+            }
+            Command::TrackChild {
+                child,
+                options,
+                reply,
+            } => {
+                let (waiter, exit) = oneshot::channel();
+                let pid = child.pid();
+                let mut owner = Some(Ownership {
+                    child: Some(child),
+                    waiter: Some(waiter),
+                });
+                let result = match pid {
+                    None => Err(Error::ChildAlreadyReaped),
+                    Some(pid) => self.track(pid, options, &mut owner),
+                };
+                let result = result
+                    .map(|tracked| OwnedChild::new(tracked, exit))
+                    .map_err(|error| {
+                        TrackChildError::new(error, owner.and_then(|owner| owner.child))
+                    });
+                let _ = reply.send(result);
+            }
+            Command::Spawn {
+                command,
+                options,
+                reply,
+            } => {
+                return Some(Deferred::Spawn {
+                    command,
+                    options,
+                    reply,
+                });
+            }
+            Command::Untrack { pid, reply } => {
+                let _ = reply.send(self.untrack(pid));
+            }
+            Command::Stop { pid, kill, reply } => {
+                let _ = reply.send(self.stop(pid, kill));
+            }
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Subscribe { reply } => {
+                let _ = reply.send(self.events.subscribe());
+            }
+            Command::Shutdown { reply } => return Some(Deferred::Shutdown(reply)),
+        }
+        None
+    }
+
+    fn snapshot(&mut self) -> Snapshot {
+        let tracked = &self.tracked;
+        let targets = self.scan_targets.get_or_insert_with(|| {
+            tracked
+                .values()
+                .map(|entry| ScanTarget {
+                    handle: Arc::clone(&entry.handle),
+                    parent: entry.parent,
+                    named_parent: entry.named_parent,
+                    adoptable: entry.adoptable,
+                    tree: entry.tree,
+                })
+                .collect()
+        });
+        Snapshot {
+            targets: Arc::clone(targets),
+            my_pid: self.my_pid,
+            find_zombies: self.config.reap_policy == ReapPolicy::Owned,
+            owned: self
+                .owned_pids
+                .iter()
+                .copied()
+                .chain(self.released.iter().map(|released| released.handle.id.pid))
+                .collect(),
+        }
+    }
+
+    fn apply_scan(&mut self, report: ScanReport) {
+        self.counters.scans += 1;
+        self.last_scan = Some(ScanSummary {
+            processes: report.processes,
+            duration: report.duration,
+        });
+        let mut exited_trees = HashSet::new();
+        for (id, observation) in report.observations {
+            // The set may have changed while the scan ran.
+            let Some(entry) = self.tracked.get(&id.pid).filter(|e| e.id() == id) else {
+                continue;
+            };
+            match observation {
+                Observation::Gone | Observation::Exited => {
+                    if entry.tree {
+                        exited_trees.insert(entry.descendant_of.unwrap_or(id));
+                    }
+                    self.settle_exit(id.pid);
+                }
+                Observation::Alive { ppid, parent_alive } => {
+                    self.observe_alive(id.pid, ppid, parent_alive);
+                }
+            }
+        }
+        self.adopt_children(report.children);
+        for root in exited_trees {
+            self.discover_tree(root);
+        }
+        self.sweep();
+        self.note_zombies(report.zombies);
+    }
+
+    /// A running tracked process seen with parent `ppid`: adopt it if it
+    /// was reparented to this process (a subreaper), and start its orphan
+    /// action if its recorded parent died.
+    fn observe_alive(&mut self, pid: i32, ppid: i32, parent_alive: bool) {
+        let Some(entry) = self.tracked.get_mut(&pid) else {
+            return;
+        };
+        let id = entry.id();
+        if entry.adoptable && ppid == self.my_pid {
+            entry.owned = Some(Ownership::default());
+            entry.adoptable = false;
+            self.owned_pids.insert(pid);
+            self.scan_targets = None;
+            entry
+                .span
+                .in_scope(|| tracing::info!("adopted; the monitor reaps it"));
+            self.emit(Event::Adopted { id });
+        }
+        let running = self
+            .tracked
+            .get(&pid)
+            .is_some_and(|e| e.state == ProcessState::Running);
+        if !parent_alive && running {
+            self.orphaned(pid);
+        }
+    }
+
+    fn status(&self) -> Status {
+        let now = Instant::now();
+        let mut tracked: Vec<TrackedStatus> = self
+            .tracked
+            .values()
+            .map(|entry| TrackedStatus {
+                id: entry.id(),
+                parent: entry.parent,
+                state: entry.state,
+                since: now.saturating_duration_since(entry.since),
+                owned: entry.owned.is_some(),
+                pidfd: entry.handle.has_pidfd(),
+                exit_watch: entry.watch.is_some(),
+                action: entry.action,
+                target: entry.target,
+                tree: entry.tree,
+                descendant_of: entry.descendant_of,
+            })
+            .collect();
+        tracked.sort_by_key(|t| t.id);
+        Status {
+            enabled: self.config.enabled,
+            running: self.config.enabled && !self.cancel.is_cancelled(),
+            pid: self.my_pid,
+            check_interval: self.config.check_interval,
+            grace: self.config.grace,
+            reap_policy: self.config.reap_policy,
+            subreaper: self.subreaper,
+            pidfd_supported: self.pidfd_fallbacks == 0,
+            scan_only: tracked.iter().filter(|t| !t.exit_watch).count(),
+            tracked_count: tracked.len(),
+            tracked,
+            counters: self.counters.clone(),
+            last_scan: self.last_scan,
+            unowned_zombies: self.unowned_zombies.iter().copied().collect(),
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Reaping what the monitor owns, and settling processes that ended:
+//! sweeps on SIGCHLD and ticks, the `AllChildren` loop, and the exited
+//! children nobody owns.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::{Actor, Entry, Ownership};
+use crate::os::{Os, ProcHandle};
+use crate::status::ProcessState;
+use crate::{ErrorKind, Event, ExitStatus, ProcessId, ReapPolicy};
+
+impl Actor {
+    /// The process has ended: count it, report it, hand over its status.
+    pub(super) fn finish(&mut self, pid: i32, status: Option<ExitStatus>) {
+        let Some(mut entry) = self.remove(pid) else {
+            return;
+        };
+        let id = entry.id();
+        match entry.state {
+            ProcessState::Terminating if !entry.stop_requested => {
+                self.counters.orphans_terminated += 1;
+            }
+            ProcessState::Terminating => {}
+            ProcessState::Running
+            | ProcessState::Orphaned
+            | ProcessState::Killing
+            | ProcessState::Unkillable => {}
+        }
+        self.counters.exited += 1;
+        entry.span.in_scope(|| match status {
+            Some(status) => tracing::info!(%status, "exited"),
+            None => tracing::info!("exited"),
+        });
+        if let (Some(status), Some(waiter)) = (
+            status,
+            entry.owned.as_mut().and_then(|owned| owned.waiter.take()),
+        ) {
+            // The caller may have dropped its OwnedChild; the status is also in the event.
+            let _ = waiter.send(status);
+        }
+        self.emit(Event::Exited { id, status });
+    }
+
+    /// Reaps an owned entry if it has exited. Returns whether it is gone.
+    pub(super) fn reap_tracked(&mut self, pid: i32) -> bool {
+        let Some(entry) = self.tracked.get_mut(&pid) else {
+            return false;
+        };
+        let Some(ownership) = entry.owned.as_mut() else {
+            return false;
+        };
+        let id = entry.handle.id;
+        match reap(self.os.as_ref(), &entry.handle, ownership) {
+            Ok(None) => false,
+            Ok(Some(status)) => {
+                self.counters.reaped += 1;
+                self.emit(Event::Reaped { pid, status });
+                self.finish(pid, Some(status));
+                true
+            }
+            Err(error) => {
+                self.error_event(
+                    Some(id),
+                    ErrorKind::Reap,
+                    format!("could not reap owned process {id}: {error}"),
+                );
+                self.finish(pid, None);
+                true
+            }
+        }
+    }
+
+    /// Settles a process the scan or an escalation found exited or gone:
+    /// reaps it if owned, then reports it.
+    pub(super) fn settle_exit(&mut self, pid: i32) {
+        if self.reap_tracked(pid) {
+            return;
+        }
+        // An owned process that still runs was misreported; keep it.
+        let owned_and_running = self
+            .tracked
+            .get(&pid)
+            .is_some_and(|e| e.owned.is_some() && self.is_running(e));
+        if !owned_and_running {
+            self.finish(pid, None);
+        }
+    }
+
+    /// Whether a pinned process is still running (not exited, not reaped).
+    pub(super) fn is_running(&self, entry: &Entry) -> bool {
+        self.os.stat(&entry.handle).is_some_and(|info| !info.exited)
+    }
+
+    /// SIGCHLD or a tick: reap whatever the monitor may reap.
+    pub(super) fn sweep(&mut self) {
+        if self.config.reap_policy == ReapPolicy::AllChildren {
+            loop {
+                match self.os.reap_any() {
+                    Ok(Some((pid, status))) => {
+                        self.counters.reaped += 1;
+                        self.emit(Event::Reaped { pid, status });
+                        tracing::debug!(pid, %status, "reaped");
+                        if self.tracked.contains_key(&pid) {
+                            self.finish(pid, Some(status));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(error) => {
+                        self.error_event(None, ErrorKind::Reap, format!("waitid(P_ALL): {error}"));
+                        break;
+                    }
+                }
+            }
+        }
+        let owned: Vec<i32> = self.owned_pids.iter().copied().collect();
+        for pid in owned {
+            self.reap_tracked(pid);
+        }
+        let os = Arc::clone(&self.os);
+        let mut reaped = Vec::new();
+        self.released.retain_mut(|released| {
+            match reap(os.as_ref(), &released.handle, &mut released.ownership) {
+                Ok(None) => true,
+                Ok(Some(status)) => {
+                    if let Some(waiter) = released.ownership.waiter.take() {
+                        let _ = waiter.send(status);
+                    }
+                    reaped.push((released.handle.id.pid, status));
+                    false
+                }
+                // Someone else reaped it; nothing is left to wait for.
+                Err(_) => false,
+            }
+        });
+        for (pid, status) in reaped {
+            self.counters.reaped += 1;
+            self.emit(Event::Reaped { pid, status });
+        }
+    }
+
+    pub(super) fn note_zombies(&mut self, zombies: Vec<ProcessId>) {
+        let current: BTreeSet<ProcessId> = zombies
+            .into_iter()
+            .filter(|id| {
+                !self
+                    .tracked
+                    .get(&id.pid)
+                    .is_some_and(|e| e.owned.is_some() && e.id() == *id)
+            })
+            // The scan read them a while ago: one the monitor adopted and
+            // reaped since is no zombie any more.
+            .filter(|id| {
+                self.os
+                    .stat_pid(id.pid)
+                    .is_some_and(|info| info.exited && info.start_time == id.start_time)
+            })
+            .collect();
+        for id in current.difference(&self.unowned_zombies) {
+            tracing::warn!(
+                pid = id.pid,
+                "unowned zombie child; its owner must wait for it"
+            );
+            self.emit(Event::UnownedZombie { id: *id });
+        }
+        self.unowned_zombies = current;
+    }
+}
+
+/// Reaps one owned process: through its `Child` when the caller handed one
+/// over, else through its pidfd.
+fn reap(
+    os: &dyn Os,
+    handle: &ProcHandle,
+    ownership: &mut Ownership,
+) -> std::io::Result<Option<ExitStatus>> {
+    match ownership.child.as_mut() {
+        Some(child) => child.try_wait(),
+        None => os.reap(handle),
+    }
+}
