@@ -159,3 +159,57 @@ async fn the_group_target_misses_a_child_that_called_setsid() {
     assert!(!status.tracked.iter().any(|t| t.id == escaped.id()));
     monitor.shutdown().await;
 }
+
+/// With a 60 s scan, a child forked after the track is found when another
+/// member of the tree exits (the monitor looks at the rest of the tree
+/// then), and is cleaned up when its own parent dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exit_in_the_tree_finds_children_forked_since() {
+    let mut procs = Procs::new();
+    let builder = Monitor::builder()
+        .check_interval(Duration::from_secs(60))
+        .grace(Duration::from_secs(5));
+    let (monitor, handle, mut log) = common::spawn_monitor(builder).await;
+    // The root starts two members: a shell that forks a sleep when told
+    // to, and a plain sleep whose death is the trigger.
+    // A background job's stdin is /dev/null, so the forker reads the
+    // root's stdin through fd 3.
+    let script = "exec 3<&0; sh -c 'read go <&3; sleep 300 & echo $!; wait' & echo $!; sleep 300 & echo $!; wait";
+    let mut root = procs.spawn_shell(script, 2);
+    let (forker, trigger) = (root.kids[0].clone(), root.kids[1].clone());
+    handle
+        .track_with(root.proc.pid, TrackOptions::new().tree(true))
+        .await
+        .expect("track");
+    let status = handle.status().await.expect("status");
+    assert_eq!(status.tracked_count, 3, "the root and its two children");
+
+    // One line on the root's stdin makes the forker fork.
+    writeln!(root.stdin.as_mut().expect("piped"), "go").expect("tell it to fork");
+    let mut forked = None;
+    wait_until(SOON, "the forker forks", || {
+        forked = common::children_of(forker.pid).first().copied();
+        forked.is_some()
+    })
+    .await;
+    let late = procs.pin_child_of(forked.expect("waited for"), &forker);
+    trigger.kill();
+    let status = wait_for_status(&handle, SOON, "the late child is tracked", |s| {
+        s.tracked.iter().any(|t| t.id == late.id())
+    })
+    .await;
+    assert_eq!(status.counters.scans, 1, "found without a scan");
+
+    forker.kill();
+    wait_until(SOON, "the late child dies with its parent", || {
+        late.is_dead()
+    })
+    .await;
+    log.wait_for(
+        SOON,
+        "Exited",
+        |e| matches!(e, Event::Exited { id, .. } if *id == late.id()),
+    )
+    .await;
+    monitor.shutdown().await;
+}

@@ -41,7 +41,7 @@ mod wait;
 pub(crate) use self::{
     events::{EventLog, event_id, event_pid, recv_matching},
     monitor::{FAST_SCAN, fast_monitor, init_tracing, spawn_monitor},
-    procfs::{ProcStat, my_pid, pid_max, read_stat},
+    procfs::{ProcStat, children_of, my_pid, pid_max, read_stat},
     procs::{Proc, Procs, Shell, Spawned, exit_on_eof},
     wait::{POLL, SOON, wait_for_more_scans, wait_for_status, wait_until, wait_until_blocking},
 };

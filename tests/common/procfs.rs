@@ -59,3 +59,19 @@ pub(crate) fn pid_max() -> i32 {
 pub(crate) fn my_pid() -> i32 {
     i32::try_from(std::process::id()).expect("pid fits i32")
 }
+
+/// The children of `pid`, from every thread's children list.
+pub(crate) fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("children")).ok())
+        .flat_map(|list| {
+            list.split_ascii_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
