@@ -1,0 +1,606 @@
+//! The service actor: owns the registrations, talks to the monitor, keeps
+//! the state file in step, watches parents, and fans the monitor's events
+//! out to clients with the uid they belong to.
+//!
+//! One task owns everything, so a registration and the monitor's view of
+//! it never disagree: a track is answered only after the monitor tracks
+//! the process and the state file holds it. Requests that arrive while a
+//! state write is in progress queue up and share the next write (group
+//! commit), so a burst of registrations costs one fsync, not one each.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use monitor_core::{
+    Error as MonitorError, Event, MonitorHandle, OrphanAction, ProcessId, Signal, TrackOptions,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::access::{self, Peer};
+use super::{store, watch};
+use crate::protocol::{
+    ErrorBody, ErrorKind, Registration, RegistrationStatus, StatusReport, TrackRequest, Untracked,
+};
+
+/// An event for clients, with the uid of the registration it concerns
+/// (`None`: no registration, root only).
+#[derive(Debug, Clone)]
+pub(crate) struct OwnedEvent {
+    /// Who may see it (besides root).
+    pub(crate) uid: Option<u32>,
+    /// The event.
+    pub(crate) event: Event,
+}
+
+/// Defaults for track requests that leave a field out; reloadable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TrackDefaults {
+    /// Orphan action.
+    pub(crate) action: OrphanAction,
+    /// Grace period.
+    pub(crate) grace: Duration,
+    /// Termination signal.
+    pub(crate) signal: Signal,
+}
+
+impl From<&monitor_core::Config> for TrackDefaults {
+    fn from(config: &monitor_core::Config) -> Self {
+        Self {
+            action: config.orphan_action,
+            grace: config.grace,
+            signal: config.term_signal,
+        }
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, ErrorBody>>;
+
+enum Command {
+    Track {
+        peer: Peer,
+        request: TrackRequest,
+        reply: Reply<Registration>,
+    },
+    Untrack {
+        peer: Peer,
+        pid: i32,
+        reply: Reply<Untracked>,
+    },
+    Status {
+        peer: Peer,
+        reply: Reply<StatusReport>,
+    },
+    Restore {
+        registrations: Vec<Registration>,
+        reply: oneshot::Sender<()>,
+    },
+    SetDefaults {
+        defaults: TrackDefaults,
+    },
+}
+
+/// The front door to the service actor. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceHandle {
+    commands: mpsc::Sender<Command>,
+    events: broadcast::Sender<Arc<OwnedEvent>>,
+}
+
+fn gone() -> ErrorBody {
+    ErrorBody::new(ErrorKind::Internal, "the daemon is shutting down")
+}
+
+impl ServiceHandle {
+    async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ErrorBody> {
+        let (reply, response) = oneshot::channel();
+        self.commands.send(make(reply)).await.map_err(|_| gone())?;
+        response.await.map_err(|_| gone())?
+    }
+
+    /// Registers a process for `peer`.
+    pub(crate) async fn track(
+        &self,
+        peer: Peer,
+        request: TrackRequest,
+    ) -> Result<Registration, ErrorBody> {
+        self.request(|reply| Command::Track {
+            peer,
+            request,
+            reply,
+        })
+        .await
+    }
+
+    /// Drops `peer`'s registration of `pid`.
+    pub(crate) async fn untrack(&self, peer: Peer, pid: i32) -> Result<Untracked, ErrorBody> {
+        self.request(|reply| Command::Untrack { peer, pid, reply })
+            .await
+    }
+
+    /// What `peer` may see.
+    pub(crate) async fn status(&self, peer: Peer) -> Result<StatusReport, ErrorBody> {
+        self.request(|reply| Command::Status { peer, reply }).await
+    }
+
+    /// Re-tracks registrations read from the state file; returns when done.
+    pub(crate) async fn restore(&self, registrations: Vec<Registration>) {
+        let (reply, done) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Restore {
+                registrations,
+                reply,
+            })
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+        }
+    }
+
+    /// New defaults for later track requests (config reload).
+    pub(crate) async fn set_defaults(&self, defaults: TrackDefaults) {
+        // A service that is gone has no later requests to apply them to.
+        let _ = self.commands.send(Command::SetDefaults { defaults }).await;
+    }
+
+    /// A receiver of every event from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<OwnedEvent>> {
+        self.events.subscribe()
+    }
+}
+
+/// Starts the service actor. It ends (after a final state write) when
+/// every [`ServiceHandle`] is dropped.
+pub(crate) async fn start(
+    monitor: MonitorHandle,
+    state: PathBuf,
+    defaults: TrackDefaults,
+    check_interval: Duration,
+) -> anyhow::Result<(ServiceHandle, JoinHandle<()>)> {
+    // Subscribe before anything is tracked, so no event is missed.
+    let monitor_events = monitor.subscribe().await?;
+    let (commands_tx, commands) = mpsc::channel(256);
+    let (events, _) = broadcast::channel(1024);
+    // Watches only forward a parent identity; a small buffer is plenty.
+    let (died_tx, died) = mpsc::channel(64);
+    let service = Service {
+        monitor,
+        state,
+        defaults,
+        check_interval,
+        registrations: BTreeMap::new(),
+        watches: HashMap::new(),
+        died_tx,
+        events: events.clone(),
+        dirty: false,
+        pending: Vec::new(),
+    };
+    let task = tokio::spawn(service.run(commands, monitor_events, died));
+    Ok((
+        ServiceHandle {
+            commands: commands_tx,
+            events,
+        },
+        task,
+    ))
+}
+
+/// A reply held back until the state write that makes it true.
+enum Pending {
+    Track(Reply<Registration>, Registration),
+    Untrack(Reply<Untracked>, Untracked),
+}
+
+struct Service {
+    monitor: MonitorHandle,
+    /// The state file.
+    state: PathBuf,
+    defaults: TrackDefaults,
+    check_interval: Duration,
+    /// Every registration, by pid.
+    registrations: BTreeMap<i32, Registration>,
+    /// One watch per distinct recorded parent.
+    watches: HashMap<ProcessId, JoinHandle<()>>,
+    /// Handed to each new watch.
+    died_tx: mpsc::Sender<ProcessId>,
+    /// The fan-out to connections streaming events.
+    events: broadcast::Sender<Arc<OwnedEvent>>,
+    /// The registrations changed since the last state write.
+    dirty: bool,
+    /// Replies waiting for the next state write.
+    pending: Vec<Pending>,
+}
+
+impl Service {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut monitor_events: broadcast::Receiver<Event>,
+        mut died: mpsc::Receiver<ProcessId>,
+    ) {
+        loop {
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    self.handle(command).await;
+                    // Everything already queued shares this round's write.
+                    while let Ok(command) = commands.try_recv() {
+                        self.handle(command).await;
+                    }
+                }
+                event = monitor_events.recv() => match event {
+                    Ok(event) => self.on_event(event),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "missed monitor events; reconciling with its status");
+                        self.reconcile().await;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        tracing::error!("the monitor stopped");
+                        break;
+                    }
+                },
+                Some(parent) = died.recv() => self.on_parent_died(parent).await,
+            }
+            self.flush().await;
+        }
+        self.flush().await;
+        for (_, watch) in self.watches.drain() {
+            watch.abort();
+        }
+    }
+
+    async fn handle(&mut self, command: Command) {
+        match command {
+            Command::Track {
+                peer,
+                request,
+                reply,
+            } => match self.track(peer, request).await {
+                Ok(registration) => self.pending.push(Pending::Track(reply, registration)),
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                }
+            },
+            Command::Untrack { peer, pid, reply } => match self.untrack(peer, pid).await {
+                Ok(untracked) => self.pending.push(Pending::Untrack(reply, untracked)),
+                Err(error) => {
+                    let _ = reply.send(Err(error));
+                }
+            },
+            Command::Status { peer, reply } => {
+                // The caller may have gone; nothing to do then.
+                let _ = reply.send(self.status(peer).await);
+            }
+            Command::Restore {
+                registrations,
+                reply,
+            } => {
+                self.restore(registrations).await;
+                let _ = reply.send(());
+            }
+            Command::SetDefaults { defaults } => {
+                tracing::info!(action = %defaults.action, grace = ?defaults.grace, signal = %defaults.signal, "new track defaults");
+                self.defaults = defaults;
+            }
+        }
+    }
+
+    async fn track(
+        &mut self,
+        peer: Peer,
+        request: TrackRequest,
+    ) -> Result<Registration, ErrorBody> {
+        let pid = request.pid;
+        if !peer.is_root() {
+            match access::owner(pid) {
+                Ok(owner) if owner == peer.uid => {}
+                Ok(owner) => {
+                    tracing::warn!(peer_uid = peer.uid, peer_pid = ?peer.pid, pid, owner, "refused: track of another user's process");
+                    return Err(ErrorBody::new(
+                        ErrorKind::PermissionDenied,
+                        format!(
+                            "process {pid} belongs to uid {owner}; uid {} may track only its own processes",
+                            peer.uid
+                        ),
+                    ));
+                }
+                Err(_) => {
+                    return Err(ErrorBody::new(
+                        ErrorKind::Refused,
+                        format!("no process with pid {pid}"),
+                    ));
+                }
+            }
+        }
+        let mut options = TrackOptions::new()
+            .action(request.action.unwrap_or(self.defaults.action))
+            .grace(request.grace.unwrap_or(self.defaults.grace))
+            .signal(request.signal.unwrap_or(self.defaults.signal));
+        if let Some(parent) = request.parent {
+            options = options.parent(parent);
+        }
+        let tracked = self
+            .monitor
+            .track_with(pid, options)
+            .await
+            .map_err(refusal)?;
+        if !peer.is_root() && !access::still_owned_by(tracked.id, peer.uid) {
+            // The pid changed hands between the check and the track.
+            let _ = self.monitor.untrack(pid).await;
+            tracing::warn!(
+                peer_uid = peer.uid,
+                pid,
+                "refused: the pid changed owner while it was tracked"
+            );
+            return Err(ErrorBody::new(
+                ErrorKind::PermissionDenied,
+                format!("process {pid} is not owned by uid {}", peer.uid),
+            ));
+        }
+        let registration = Registration {
+            id: tracked.id,
+            parent: tracked.parent,
+            uid: peer.uid,
+            action: tracked.action,
+            grace: tracked.grace,
+            signal: tracked.signal,
+        };
+        tracing::info!(id = %registration.id, parent = %registration.parent, uid = peer.uid, action = %registration.action, "registered");
+        self.insert(registration.clone());
+        Ok(registration)
+    }
+
+    fn insert(&mut self, registration: Registration) {
+        let parent = registration.parent;
+        self.registrations.insert(registration.id.pid, registration);
+        self.dirty = true;
+        self.watches
+            .entry(parent)
+            .or_insert_with(|| watch::spawn(parent, self.died_tx.clone()));
+    }
+
+    fn remove(&mut self, pid: i32) -> Option<Registration> {
+        let registration = self.registrations.remove(&pid)?;
+        self.dirty = true;
+        let parent = registration.parent;
+        if !self.registrations.values().any(|r| r.parent == parent)
+            && let Some(watch) = self.watches.remove(&parent)
+        {
+            watch.abort();
+        }
+        Some(registration)
+    }
+
+    async fn untrack(&mut self, peer: Peer, pid: i32) -> Result<Untracked, ErrorBody> {
+        let Some(registration) = self.registrations.get(&pid) else {
+            return Err(ErrorBody::new(
+                ErrorKind::Refused,
+                format!("pid {pid} is not tracked"),
+            ));
+        };
+        if !peer.may_see(registration.uid) {
+            tracing::warn!(peer_uid = peer.uid, peer_pid = ?peer.pid, pid, owner = registration.uid, "refused: untrack of another user's registration");
+            return Err(ErrorBody::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "pid {pid} was registered by uid {}; uid {} may untrack only its own registrations",
+                    registration.uid, peer.uid
+                ),
+            ));
+        }
+        match self.monitor.untrack(pid).await {
+            // Not tracked any more: it exited a moment ago; drop ours too.
+            Ok(_) | Err(MonitorError::NotTracked { .. }) => {}
+            Err(error) => return Err(refusal(error)),
+        }
+        let id = registration.id;
+        self.remove(pid);
+        tracing::info!(id = %id, uid = peer.uid, "unregistered");
+        Ok(Untracked { id })
+    }
+
+    async fn status(&mut self, peer: Peer) -> Result<StatusReport, ErrorBody> {
+        let monitor = self.monitor.status().await.map_err(refusal)?;
+        let states: HashMap<ProcessId, _> =
+            monitor.tracked.iter().map(|t| (t.id, t.state)).collect();
+        let tracked: Vec<RegistrationStatus> = self
+            .registrations
+            .values()
+            .filter(|r| peer.may_see(r.uid))
+            .map(|r| RegistrationStatus {
+                registration: r.clone(),
+                state: states.get(&r.id).copied(),
+            })
+            .collect();
+        Ok(StatusReport {
+            daemon_pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
+            daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
+            peer_uid: peer.uid,
+            check_interval: self.check_interval,
+            tracked_count: tracked.len(),
+            tracked,
+            monitor: if peer.is_root() {
+                serde_json::to_value(&monitor).ok()
+            } else {
+                None
+            },
+        })
+    }
+
+    async fn restore(&mut self, registrations: Vec<Registration>) {
+        let total = registrations.len();
+        let mut resumed = 0;
+        for registration in registrations {
+            let id = registration.id;
+            let options = TrackOptions::new()
+                .start_time(id.start_time)
+                .parent_identity(registration.parent)
+                .action(registration.action)
+                .grace(registration.grace)
+                .signal(registration.signal);
+            match self.monitor.track_with(id.pid, options).await {
+                Ok(_) => {
+                    resumed += 1;
+                    self.insert(registration);
+                }
+                Err(error) => {
+                    tracing::info!(id = %id, %error, "dropped a saved registration: the process is gone or is another one now");
+                    self.dirty = true;
+                }
+            }
+        }
+        tracing::info!(
+            resumed,
+            dropped = total - resumed,
+            "restored saved registrations"
+        );
+    }
+
+    fn on_event(&mut self, event: Event) {
+        let id = event_id(&event);
+        let uid = id.and_then(|id| {
+            self.registrations
+                .get(&id.pid)
+                .filter(|r| r.id == id)
+                .map(|r| r.uid)
+        });
+        if let (Event::Exited { id, .. } | Event::Untracked { id }, Some(_)) = (&event, uid) {
+            self.remove(id.pid);
+            tracing::info!(id = %id, "registration ended: the process exited");
+        }
+        // Nobody may be listening; that is fine.
+        let _ = self.events.send(Arc::new(OwnedEvent { uid, event }));
+    }
+
+    async fn on_parent_died(&mut self, parent: ProcessId) {
+        self.watches.remove(&parent);
+        let orphans: Vec<Registration> = self
+            .registrations
+            .values()
+            .filter(|r| r.parent == parent)
+            .cloned()
+            .collect();
+        for orphan in orphans {
+            tracing::warn!(id = %orphan.id, parent = %parent, action = %orphan.action, "orphaned: its parent died");
+            let _ = self.events.send(Arc::new(OwnedEvent {
+                uid: Some(orphan.uid),
+                event: Event::Orphaned {
+                    id: orphan.id,
+                    parent,
+                    action: orphan.action,
+                },
+            }));
+            let result = match orphan.action {
+                OrphanAction::Terminate => self.monitor.terminate(orphan.id.pid).await,
+                OrphanAction::Kill => self.monitor.kill(orphan.id.pid).await,
+                // Reported above; the monitor's scan reports it too.
+                _ => continue,
+            };
+            match result {
+                Ok(_) | Err(MonitorError::NotTracked { .. }) => {}
+                Err(error) => {
+                    tracing::error!(id = %orphan.id, %error, "could not act on an orphan")
+                }
+            }
+        }
+    }
+
+    /// After missed events: drop the registrations the monitor no longer has.
+    async fn reconcile(&mut self) {
+        let Ok(status) = self.monitor.status().await else {
+            return;
+        };
+        let live: std::collections::HashSet<ProcessId> =
+            status.tracked.iter().map(|t| t.id).collect();
+        let stale: Vec<i32> = self
+            .registrations
+            .values()
+            .filter(|r| !live.contains(&r.id))
+            .map(|r| r.id.pid)
+            .collect();
+        for pid in stale {
+            self.remove(pid);
+        }
+    }
+
+    /// Writes the state file if it changed, then answers the requests
+    /// that waited for it.
+    async fn flush(&mut self) {
+        if self.dirty {
+            self.dirty = false;
+            let path = self.state.clone();
+            let snapshot: Vec<Registration> = self.registrations.values().cloned().collect();
+            let written = tokio::task::spawn_blocking(move || store::save(&path, &snapshot))
+                .await
+                .unwrap_or_else(|panic| Err(anyhow::anyhow!("state writer panicked: {panic}")));
+            if let Err(error) = written {
+                tracing::error!(state = %self.state.display(), error = %format!("{error:#}"), "cannot write the state file");
+                self.dirty = true;
+                self.fail_pending(&format!("{error:#}")).await;
+                return;
+            }
+        }
+        for pending in self.pending.drain(..) {
+            // A client that hung up meanwhile just misses its answer.
+            match pending {
+                Pending::Track(reply, registration) => {
+                    let _ = reply.send(Ok(registration));
+                }
+                Pending::Untrack(reply, untracked) => {
+                    let _ = reply.send(Ok(untracked));
+                }
+            }
+        }
+    }
+
+    /// The state could not be written: registrations made in this round
+    /// are rolled back (a reply is never sent for something not durable).
+    async fn fail_pending(&mut self, error: &str) {
+        for pending in std::mem::take(&mut self.pending) {
+            let message = format!("the state file could not be written: {error}");
+            match pending {
+                Pending::Track(reply, registration) => {
+                    let _ = self.monitor.untrack(registration.id.pid).await;
+                    self.remove(registration.id.pid);
+                    let _ = reply.send(Err(ErrorBody::new(ErrorKind::Internal, message)));
+                }
+                Pending::Untrack(reply, _) => {
+                    let _ = reply.send(Err(ErrorBody::new(
+                        ErrorKind::Internal,
+                        format!("untracked, but {message}"),
+                    )));
+                }
+            }
+        }
+    }
+}
+
+/// The monitor's refusal as a protocol error.
+fn refusal(error: MonitorError) -> ErrorBody {
+    let kind = match error {
+        MonitorError::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+        MonitorError::MonitorGone => ErrorKind::Internal,
+        _ => ErrorKind::Refused,
+    };
+    ErrorBody::new(kind, error.to_string())
+}
+
+/// The process an event is about.
+fn event_id(event: &Event) -> Option<ProcessId> {
+    match event {
+        Event::Tracked { id, .. }
+        | Event::Untracked { id }
+        | Event::Exited { id, .. }
+        | Event::Orphaned { id, .. }
+        | Event::Signalled { id, .. }
+        | Event::Killed { id }
+        | Event::Adopted { id }
+        | Event::UnownedZombie { id } => Some(*id),
+        Event::Error { id, .. } => *id,
+        _ => None,
+    }
+}

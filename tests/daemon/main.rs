@@ -1,0 +1,23 @@
+//! The `pidguard daemon` and its client commands, run as the real binary
+//! against real processes. Each test starts its own daemon on a socket in
+//! its own directory and kills it on drop.
+//!
+//! # Layout
+//!
+//! - `fixture.rs`: the temporary directory, the daemon guard, a raw client.
+//! - `orphans.rs`: the central scenario (a killed shell's `sleep`).
+//! - `persistence.rs`: `kill -9`, restart, a corrupt state file.
+//! - `protocol.rs`: every request and every bad input.
+//! - `signals.rs`: SIGTERM and SIGHUP.
+
+#![allow(clippy::unwrap_used)]
+#![allow(clippy::print_stderr)]
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod fixture;
+mod orphans;
+mod persistence;
+mod protocol;
+mod signals;
