@@ -4,6 +4,8 @@
 //!
 //! # Layout
 //!
+//! - `access.rs`: `SO_PEERCRED` rules against a client running as uid 65534.
+//! - `cli.rs`: the client commands, autostart and the single-daemon race.
 //! - `fixture.rs`: the temporary directory, the daemon guard, a raw client.
 //! - `orphans.rs`: the central scenario (a killed shell's `sleep`).
 //! - `persistence.rs`: `kill -9`, restart, a corrupt state file.
@@ -16,6 +18,8 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod access;
+mod cli;
 mod fixture;
 mod orphans;
 mod persistence;
