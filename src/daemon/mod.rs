@@ -102,7 +102,28 @@ fn init_logging(format: LogFormat) {
     };
 }
 
+/// Each tracked process costs the monitor two descriptors (its pidfd and
+/// its open `stat`), so the daemon lifts its soft descriptor limit to the
+/// hard one: a default soft limit of 1024 would cap it near 500 processes.
+fn raise_descriptor_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                tracing::debug!(from = ?limit.current, to = ?limit.maximum, "raised RLIMIT_NOFILE")
+            }
+            Err(error) => tracing::warn!(%error, "could not raise RLIMIT_NOFILE"),
+        }
+    }
+}
+
 async fn run(args: &DaemonArgs, settings: Settings) -> Result<(), Failure> {
+    raise_descriptor_limit();
     let socket_path = settings.socket.clone();
     paths::private_dir(&paths::socket_dir(&socket_path), settings.socket_group)?;
     let _lock = socket::lock(&socket_path).inspect_err(|failure| {
@@ -183,9 +204,9 @@ async fn run(args: &DaemonArgs, settings: Settings) -> Result<(), Failure> {
     {
         tracing::warn!("some connections did not finish within {DRAIN:?}");
     }
-    drop(shared);
-    drop(service);
-    // The service writes its state one last time once its handles are gone.
+    // The last state write; connections still stuck (a client that does
+    // not read) are dropped with the runtime.
+    service.shutdown().await;
     let _ = service_task.await;
     // The tracked processes stay as they are: the next daemon resumes them.
     monitor.shutdown().await;

@@ -56,6 +56,10 @@ impl From<&monitor_core::Config> for TrackDefaults {
     }
 }
 
+/// Commands handled between two state writes at most. Each emits at most
+/// a few monitor events, so a batch stays far below the event buffer.
+const BATCH: usize = 64;
+
 type Reply<T> = oneshot::Sender<Result<T, ErrorBody>>;
 
 enum Command {
@@ -79,6 +83,9 @@ enum Command {
     },
     SetDefaults {
         defaults: TrackDefaults,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
     },
 }
 
@@ -147,14 +154,28 @@ impl ServiceHandle {
         let _ = self.commands.send(Command::SetDefaults { defaults }).await;
     }
 
+    /// Writes the state one last time and stops the actor, even while
+    /// other handles (stuck connections) still exist.
+    pub(crate) async fn shutdown(&self) {
+        let (reply, done) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Shutdown { reply })
+            .await
+            .is_ok()
+        {
+            let _ = done.await;
+        }
+    }
+
     /// A receiver of every event from now on.
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<OwnedEvent>> {
         self.events.subscribe()
     }
 }
 
-/// Starts the service actor. It ends (after a final state write) when
-/// every [`ServiceHandle`] is dropped.
+/// Starts the service actor. It ends (after a final state write) on
+/// [`ServiceHandle::shutdown`] or when every handle is dropped.
 pub(crate) async fn start(
     monitor: MonitorHandle,
     state: PathBuf,
@@ -223,30 +244,62 @@ impl Service {
         mut died: mpsc::Receiver<ProcessId>,
     ) {
         loop {
+            // Events first, and all that are waiting: a long run of
+            // commands must not let the monitor's event buffer overflow.
             tokio::select! {
-                command = commands.recv() => {
-                    let Some(command) = command else { break };
-                    self.handle(command).await;
-                    // Everything already queued shares this round's write.
-                    while let Ok(command) = commands.try_recv() {
-                        self.handle(command).await;
+                biased;
+                event = monitor_events.recv() => {
+                    let mut next = Some(event);
+                    while let Some(event) = next.take() {
+                        match event {
+                            Ok(event) => self.on_event(event),
+                            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                                tracing::warn!(missed, "missed monitor events; reconciling with its status");
+                                self.reconcile().await;
+                            }
+                            Err(broadcast::error::RecvError::Closed) => {
+                                tracing::error!("the monitor stopped");
+                                self.stop().await;
+                                return;
+                            }
+                        }
+                        next = match monitor_events.try_recv() {
+                            Ok(event) => Some(Ok(event)),
+                            Err(broadcast::error::TryRecvError::Lagged(missed)) => {
+                                Some(Err(broadcast::error::RecvError::Lagged(missed)))
+                            }
+                            Err(_) => None,
+                        };
                     }
                 }
-                event = monitor_events.recv() => match event {
-                    Ok(event) => self.on_event(event),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "missed monitor events; reconciling with its status");
-                        self.reconcile().await;
-                    }
-                    Err(broadcast::error::RecvError::Closed) => {
-                        tracing::error!("the monitor stopped");
-                        break;
-                    }
-                },
                 Some(parent) = died.recv() => self.on_parent_died(parent).await,
+                command = commands.recv() => {
+                    let Some(first) = command else { break };
+                    // What is already queued shares this round's write, up
+                    // to a bound that keeps events flowing in between.
+                    let mut next = Some(first);
+                    let mut handled = 0;
+                    while let Some(command) = next.take() {
+                        if let Command::Shutdown { reply } = command {
+                            self.stop().await;
+                            let _ = reply.send(());
+                            return;
+                        }
+                        self.handle(command).await;
+                        handled += 1;
+                        if handled < BATCH {
+                            next = commands.try_recv().ok();
+                        }
+                    }
+                }
             }
             self.flush().await;
         }
+        self.stop().await;
+    }
+
+    /// The last state write, and no more watches.
+    async fn stop(&mut self) {
         self.flush().await;
         for (_, watch) in self.watches.drain() {
             watch.abort();
@@ -280,6 +333,10 @@ impl Service {
                 reply,
             } => {
                 self.restore(registrations).await;
+                let _ = reply.send(());
+            }
+            // Handled by the loop, which must stop after it.
+            Command::Shutdown { reply } => {
                 let _ = reply.send(());
             }
             Command::SetDefaults { defaults } => {
@@ -468,7 +525,10 @@ impl Service {
                 .filter(|r| r.id == id)
                 .map(|r| r.uid)
         });
-        if let (Event::Exited { id, .. } | Event::Untracked { id }, Some(_)) = (&event, uid) {
+        // Only an exit ends a registration here. An `Untracked` event
+        // follows an untrack this actor already applied, and may arrive
+        // after the same process was registered again.
+        if let (Event::Exited { id, .. }, Some(_)) = (&event, uid) {
             self.remove(id.pid);
             tracing::info!(id = %id, "registration ended: the process exited");
         }

@@ -7,6 +7,7 @@
 //! - `access.rs`: `SO_PEERCRED` rules against a client running as uid 65534.
 //! - `cli.rs`: the client commands, autostart and the single-daemon race.
 //! - `fixture.rs`: the temporary directory, the daemon guard, a raw client.
+//! - `load.rs`: 100 clients x 100 requests, nothing lost.
 //! - `orphans.rs`: the central scenario (a killed shell's `sleep`).
 //! - `persistence.rs`: `kill -9`, restart, a corrupt state file.
 //! - `protocol.rs`: every request and every bad input.
@@ -21,6 +22,7 @@ mod common;
 mod access;
 mod cli;
 mod fixture;
+mod load;
 mod orphans;
 mod persistence;
 mod protocol;
