@@ -197,6 +197,7 @@ pub(crate) async fn start(
         watches: HashMap::new(),
         died_tx,
         events: events.clone(),
+        untracked_owners: HashMap::new(),
         dirty: false,
         pending: Vec::new(),
     };
@@ -230,6 +231,9 @@ struct Service {
     died_tx: mpsc::Sender<ProcessId>,
     /// The fan-out to connections streaming events.
     events: broadcast::Sender<Arc<OwnedEvent>>,
+    /// Owners of registrations dropped on request whose `Untracked` event
+    /// has not arrived yet, so the event still reaches its owner.
+    untracked_owners: HashMap<ProcessId, u32>,
     /// The registrations changed since the last state write.
     dirty: bool,
     /// Replies waiting for the next state write.
@@ -449,12 +453,16 @@ impl Service {
                 ),
             ));
         }
+        let (id, owner) = (registration.id, registration.uid);
         match self.monitor.untrack(pid).await {
+            // Its `Untracked` event is on the way.
+            Ok(_) => {
+                self.untracked_owners.insert(id, owner);
+            }
             // Not tracked any more: it exited a moment ago; drop ours too.
-            Ok(_) | Err(MonitorError::NotTracked { .. }) => {}
+            Err(MonitorError::NotTracked { .. }) => {}
             Err(error) => return Err(refusal(error)),
         }
-        let id = registration.id;
         self.remove(pid);
         tracing::info!(id = %id, uid = peer.uid, "unregistered");
         Ok(Untracked { id })
@@ -519,12 +527,15 @@ impl Service {
 
     fn on_event(&mut self, event: Event) {
         let id = event_id(&event);
-        let uid = id.and_then(|id| {
-            self.registrations
+        let uid = match (&event, id) {
+            (Event::Untracked { id }, _) => self.untracked_owners.remove(id),
+            (_, Some(id)) => self
+                .registrations
                 .get(&id.pid)
                 .filter(|r| r.id == id)
-                .map(|r| r.uid)
-        });
+                .map(|r| r.uid),
+            (_, None) => None,
+        };
         // Only an exit ends a registration here. An `Untracked` event
         // follows an untrack this actor already applied, and may arrive
         // after the same process was registered again.
@@ -574,6 +585,8 @@ impl Service {
         let Ok(status) = self.monitor.status().await else {
             return;
         };
+        // Their `Untracked` events may have been among the missed ones.
+        self.untracked_owners.clear();
         let live: std::collections::HashSet<ProcessId> =
             status.tracked.iter().map(|t| t.id).collect();
         let stale: Vec<i32> = self

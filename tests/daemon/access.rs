@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 
-use crate::common::Procs;
+use crate::common::{Procs, SOON};
 use crate::fixture::{Client, Daemon, TempDir};
 
 const NOBODY: u32 = 65534;
@@ -129,7 +129,31 @@ fn unprivileged_side(role: &str) {
         "the monitor's full status is root's: {status}"
     );
 
+    let mut events = Client::connect(std::path::Path::new(socket));
+    events.ok(json!({"request": "events"}));
     let own = client.track(own_pid);
     assert_eq!(own["uid"], json!(NOBODY));
+    client.ok(json!({"request": "untrack", "pid": own_pid}));
+    client.track(own_pid);
     assert_eq!(client.tracked_pids(), vec![i64::from(own_pid)]);
+    // Its own events reach it, the untrack's included, and nothing else.
+    let seen: Vec<(String, i64)> = (0..3)
+        .map(|_| {
+            let line = events.next_event(SOON);
+            let event = &line["event"];
+            (
+                event["event"].as_str().unwrap().to_owned(),
+                event["id"]["pid"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let own = i64::from(own_pid);
+    assert_eq!(
+        seen,
+        [
+            ("tracked".to_owned(), own),
+            ("untracked".to_owned(), own),
+            ("tracked".to_owned(), own)
+        ]
+    );
 }
