@@ -144,28 +144,51 @@ pub(crate) struct Response {
     pub(crate) error: Option<ErrorBody>,
 }
 
-impl Response {
-    /// A success carrying `result`.
-    pub(crate) fn ok(id: Option<Value>, result: Value) -> Self {
-        Self {
-            version: VERSION,
-            id,
-            ok: true,
-            result: Some(result),
-            error: None,
-        }
-    }
+/// A response as the daemon writes it: the result is serialized in place,
+/// not through an intermediate [`Value`] (a `status` listing thousands of
+/// registrations would otherwise be built twice).
+#[derive(Debug, Serialize)]
+struct Outgoing<'a, T> {
+    version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a Value>,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody>,
+}
 
-    /// A failure.
-    pub(crate) fn error(id: Option<Value>, error: ErrorBody) -> Self {
-        Self {
+/// One response line (with its newline) for `outcome`.
+pub(crate) fn encode<T: Serialize>(id: Option<&Value>, outcome: Result<T, ErrorBody>) -> Vec<u8> {
+    let (ok, result, error) = match outcome {
+        Ok(result) => (true, Some(result), None),
+        Err(error) => (false, None, Some(error)),
+    };
+    let mut line = serde_json::to_vec(&Outgoing {
+        version: VERSION,
+        id,
+        ok,
+        result,
+        error,
+    })
+    .unwrap_or_else(|error| {
+        let body = ErrorBody::new(
+            ErrorKind::Internal,
+            format!("the daemon could not serialize its answer: {error}"),
+        );
+        // An `ErrorBody` always serializes; the fallback cannot fail.
+        serde_json::to_vec(&Outgoing::<()> {
             version: VERSION,
             id,
             ok: false,
             result: None,
-            error: Some(error),
-        }
-    }
+            error: Some(body),
+        })
+        .unwrap_or_default()
+    });
+    line.push(b'\n');
+    line
 }
 
 /// The answer to `ping`.
@@ -239,7 +262,7 @@ pub(crate) struct StatusReport {
     pub(crate) tracked: Vec<RegistrationStatus>,
     /// The monitor's full status (counters and all): for root only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(crate) monitor: Option<Value>,
+    pub(crate) monitor: Option<monitor_core::Status>,
 }
 
 /// The answer to `events`: event lines follow.
@@ -349,6 +372,21 @@ mod tests {
         let (id, parsed) = parse(&line);
         assert_eq!(id, Some(Value::from(3)));
         assert_eq!(parsed.expect("valid"), request);
+    }
+
+    #[test]
+    fn encoded_responses_parse_back() {
+        let id = Value::from("x");
+        let line = encode(Some(&id), Ok(Pong { pid: 5 }));
+        assert_eq!(line.last(), Some(&b'\n'));
+        let response: Response = serde_json::from_slice(&line).expect("a response");
+        assert!(response.ok);
+        assert_eq!(response.id, Some(id));
+        assert_eq!(response.result, Some(serde_json::json!({"pid": 5})));
+        let line = encode::<Pong>(None, Err(ErrorBody::new(ErrorKind::Refused, "no")));
+        let response: Response = serde_json::from_slice(&line).expect("a response");
+        assert!(!response.ok && response.id.is_none());
+        assert_eq!(response.error.expect("error").kind, ErrorKind::Refused);
     }
 
     #[test]

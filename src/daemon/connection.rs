@@ -16,7 +16,7 @@ use super::access::Peer;
 use super::lines::{self, Line};
 use super::service::{OwnedEvent, ServiceHandle};
 use crate::protocol::{
-    self, ErrorBody, ErrorKind, EventLine, Pong, Request, Response, Streaming, VersionInfo,
+    self, ErrorBody, ErrorKind, EventLine, Pong, Request, Streaming, VersionInfo,
 };
 
 /// What every connection shares.
@@ -64,19 +64,19 @@ pub(crate) async fn serve(
         let response = match request {
             Ok(Request::Events {}) => {
                 let events = shared.service.subscribe();
-                let answer = Response::ok(id, to_value(&Streaming { streaming: true }));
-                if send(&mut write, &answer).await.is_ok() {
+                let answer = protocol::encode(id.as_ref(), Ok(Streaming { streaming: true }));
+                if write.write_all(&answer).await.is_ok() {
                     stream_events(reader, write, events, peer, stop).await;
                 }
                 return;
             }
-            Ok(request) => answer(&shared.service, peer, id, request).await,
+            Ok(request) => answer(&shared.service, peer, id.as_ref(), request).await,
             Err(error) => {
                 tracing::info!(kind = ?error.kind, message = %error.message, "bad request");
-                Response::error(id, error)
+                protocol::encode::<()>(id.as_ref(), Err(error))
             }
         };
-        if let Err(error) = send(&mut write, &response).await {
+        if let Err(error) = write.write_all(&response).await {
             tracing::debug!(%error, "write failed; closing");
             return;
         }
@@ -86,29 +86,34 @@ pub(crate) async fn serve(
 async fn answer(
     service: &ServiceHandle,
     peer: Peer,
-    id: Option<Value>,
+    id: Option<&Value>,
     request: Request,
-) -> Response {
-    let result = match request {
-        Request::Ping {} => Ok(to_value(&Pong {
-            pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
-        })),
-        Request::Version {} => Ok(to_value(&VersionInfo {
-            daemon: env!("CARGO_PKG_VERSION").to_owned(),
-            protocol: protocol::VERSION,
-        })),
-        Request::Track(track) => service.track(peer, track).await.map(|r| to_value(&r)),
-        Request::Untrack { pid } => service.untrack(peer, pid).await.map(|r| to_value(&r)),
-        Request::Status {} => service.status(peer).await.map(|r| to_value(&r)),
+) -> Vec<u8> {
+    match request {
+        Request::Ping {} => protocol::encode(
+            id,
+            Ok(Pong {
+                pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
+            }),
+        ),
+        Request::Version {} => protocol::encode(
+            id,
+            Ok(VersionInfo {
+                daemon: env!("CARGO_PKG_VERSION").to_owned(),
+                protocol: protocol::VERSION,
+            }),
+        ),
+        Request::Track(track) => protocol::encode(id, service.track(peer, track).await),
+        Request::Untrack { pid } => protocol::encode(id, service.untrack(peer, pid).await),
+        Request::Status {} => protocol::encode(id, service.status(peer).await),
         // Handled by the caller, which switches the connection to streaming.
-        Request::Events {} => Err(ErrorBody::new(
-            ErrorKind::Internal,
-            "events must be streamed",
-        )),
-    };
-    match result {
-        Ok(value) => Response::ok(id, value),
-        Err(error) => Response::error(id, error),
+        Request::Events {} => protocol::encode::<()>(
+            id,
+            Err(ErrorBody::new(
+                ErrorKind::Internal,
+                "events must be streamed",
+            )),
+        ),
     }
 }
 
@@ -149,14 +154,6 @@ async fn stream_events(
             return;
         }
     }
-}
-
-fn to_value(value: &impl Serialize) -> Value {
-    serde_json::to_value(value).unwrap_or_else(|error| {
-        Value::String(format!(
-            "the daemon could not serialize its answer: {error}"
-        ))
-    })
 }
 
 async fn send(write: &mut OwnedWriteHalf, message: &impl Serialize) -> std::io::Result<()> {

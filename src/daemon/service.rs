@@ -488,11 +488,7 @@ impl Service {
             check_interval: self.check_interval,
             tracked_count: tracked.len(),
             tracked,
-            monitor: if peer.is_root() {
-                serde_json::to_value(&monitor).ok()
-            } else {
-                None
-            },
+            monitor: peer.is_root().then_some(monitor),
         })
     }
 
