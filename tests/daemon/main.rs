@@ -12,6 +12,7 @@
 //! - `persistence.rs`: `kill -9`, restart, a corrupt state file.
 //! - `protocol.rs`: every request and every bad input.
 //! - `signals.rs`: SIGTERM and SIGHUP.
+//! - `startup.rs`: socket precedence, bad config, a second daemon.
 
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::print_stderr)]
@@ -27,3 +28,4 @@ mod orphans;
 mod persistence;
 mod protocol;
 mod signals;
+mod startup;
