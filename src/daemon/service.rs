@@ -388,7 +388,10 @@ impl Service {
             .monitor
             .track_with(pid, options)
             .await
-            .map_err(refusal)?;
+            .map_err(|error| {
+                tracing::info!(peer_uid = peer.uid, peer_pid = ?peer.pid, pid, %error, "track refused by the monitor");
+                refusal(error)
+            })?;
         if !peer.is_root() && !access::still_owned_by(tracked.id, peer.uid) {
             // The pid changed hands between the check and the track.
             let _ = self.monitor.untrack(pid).await;
