@@ -10,7 +10,7 @@
 //! - `config`: the config file, flags and environment, merged.
 //! - `socket`: the private directory, the single-daemon lock, the listener.
 //! - `connection`, `lines`: one client connection and its bounded lines.
-//! - `service`: the actor owning the registrations.
+//! - `service`: the actor owning the registrations (handle, events, commit).
 //! - `access`: peer credentials and process owners.
 //! - `store`: the state file.
 //! - `watch`: parent pidfd watches.

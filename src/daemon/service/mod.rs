@@ -7,6 +7,13 @@
 //! the process and the state file holds it. Requests that arrive while a
 //! state write is in progress queue up and share the next write (group
 //! commit), so a burst of registrations costs one fsync, not one each.
+//!
+//! # Layout
+//!
+//! - `mod.rs`: the actor's state, its loop, and the request handlers.
+//! - `handle`: the commands and the cloneable [`ServiceHandle`].
+//! - `events`: monitor events, parent deaths, reconciling after a lag.
+//! - `commit`: the state write and the replies that wait for it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -16,14 +23,22 @@ use std::time::Duration;
 use monitor_core::{
     Error as MonitorError, Event, MonitorHandle, OrphanAction, ProcessId, Signal, TrackOptions,
 };
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+mod commit;
+mod events;
+mod handle;
+
+pub(crate) use handle::ServiceHandle;
+
 use super::access::{self, Peer};
-use super::{store, watch};
+use super::watch;
 use crate::protocol::{
     ErrorBody, ErrorKind, Registration, RegistrationStatus, StatusReport, TrackRequest, Untracked,
 };
+use commit::Pending;
+use handle::Command;
 
 /// An event for clients, with the uid of the registration it concerns
 /// (`None`: no registration, root only).
@@ -60,120 +75,6 @@ impl From<&monitor_core::Config> for TrackDefaults {
 /// a few monitor events, so a batch stays far below the event buffer.
 const BATCH: usize = 64;
 
-type Reply<T> = oneshot::Sender<Result<T, ErrorBody>>;
-
-enum Command {
-    Track {
-        peer: Peer,
-        request: TrackRequest,
-        reply: Reply<Registration>,
-    },
-    Untrack {
-        peer: Peer,
-        pid: i32,
-        reply: Reply<Untracked>,
-    },
-    Status {
-        peer: Peer,
-        reply: Reply<StatusReport>,
-    },
-    Restore {
-        registrations: Vec<Registration>,
-        reply: oneshot::Sender<()>,
-    },
-    SetDefaults {
-        defaults: TrackDefaults,
-    },
-    Shutdown {
-        reply: oneshot::Sender<()>,
-    },
-}
-
-/// The front door to the service actor. Cheap to clone.
-#[derive(Debug, Clone)]
-pub(crate) struct ServiceHandle {
-    commands: mpsc::Sender<Command>,
-    events: broadcast::Sender<Arc<OwnedEvent>>,
-}
-
-fn gone() -> ErrorBody {
-    ErrorBody::new(ErrorKind::Internal, "the daemon is shutting down")
-}
-
-impl ServiceHandle {
-    async fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ErrorBody> {
-        let (reply, response) = oneshot::channel();
-        self.commands.send(make(reply)).await.map_err(|_| gone())?;
-        response.await.map_err(|_| gone())?
-    }
-
-    /// Registers a process for `peer`.
-    pub(crate) async fn track(
-        &self,
-        peer: Peer,
-        request: TrackRequest,
-    ) -> Result<Registration, ErrorBody> {
-        self.request(|reply| Command::Track {
-            peer,
-            request,
-            reply,
-        })
-        .await
-    }
-
-    /// Drops `peer`'s registration of `pid`.
-    pub(crate) async fn untrack(&self, peer: Peer, pid: i32) -> Result<Untracked, ErrorBody> {
-        self.request(|reply| Command::Untrack { peer, pid, reply })
-            .await
-    }
-
-    /// What `peer` may see.
-    pub(crate) async fn status(&self, peer: Peer) -> Result<StatusReport, ErrorBody> {
-        self.request(|reply| Command::Status { peer, reply }).await
-    }
-
-    /// Re-tracks registrations read from the state file; returns when done.
-    pub(crate) async fn restore(&self, registrations: Vec<Registration>) {
-        let (reply, done) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Restore {
-                registrations,
-                reply,
-            })
-            .await
-            .is_ok()
-        {
-            let _ = done.await;
-        }
-    }
-
-    /// New defaults for later track requests (config reload).
-    pub(crate) async fn set_defaults(&self, defaults: TrackDefaults) {
-        // A service that is gone has no later requests to apply them to.
-        let _ = self.commands.send(Command::SetDefaults { defaults }).await;
-    }
-
-    /// Writes the state one last time and stops the actor, even while
-    /// other handles (stuck connections) still exist.
-    pub(crate) async fn shutdown(&self) {
-        let (reply, done) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Shutdown { reply })
-            .await
-            .is_ok()
-        {
-            let _ = done.await;
-        }
-    }
-
-    /// A receiver of every event from now on.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<OwnedEvent>> {
-        self.events.subscribe()
-    }
-}
-
 /// Starts the service actor. It ends (after a final state write) on
 /// [`ServiceHandle::shutdown`] or when every handle is dropped.
 pub(crate) async fn start(
@@ -202,19 +103,7 @@ pub(crate) async fn start(
         pending: Vec::new(),
     };
     let task = tokio::spawn(service.run(commands, monitor_events, died));
-    Ok((
-        ServiceHandle {
-            commands: commands_tx,
-            events,
-        },
-        task,
-    ))
-}
-
-/// A reply held back until the state write that makes it true.
-enum Pending {
-    Track(Reply<Registration>, Registration),
-    Untrack(Reply<Untracked>, Untracked),
+    Ok((ServiceHandle::new(commands_tx, events), task))
 }
 
 struct Service {
@@ -523,132 +412,6 @@ impl Service {
             "restored saved registrations"
         );
     }
-
-    fn on_event(&mut self, event: Event) {
-        let id = event_id(&event);
-        let uid = match (&event, id) {
-            (Event::Untracked { id }, _) => self.untracked_owners.remove(id),
-            (_, Some(id)) => self
-                .registrations
-                .get(&id.pid)
-                .filter(|r| r.id == id)
-                .map(|r| r.uid),
-            (_, None) => None,
-        };
-        // Only an exit ends a registration here. An `Untracked` event
-        // follows an untrack this actor already applied, and may arrive
-        // after the same process was registered again.
-        if let (Event::Exited { id, .. }, Some(_)) = (&event, uid) {
-            self.remove(id.pid);
-            tracing::info!(id = %id, "registration ended: the process exited");
-        }
-        // Nobody may be listening; that is fine.
-        let _ = self.events.send(Arc::new(OwnedEvent { uid, event }));
-    }
-
-    async fn on_parent_died(&mut self, parent: ProcessId) {
-        self.watches.remove(&parent);
-        let orphans: Vec<Registration> = self
-            .registrations
-            .values()
-            .filter(|r| r.parent == parent)
-            .cloned()
-            .collect();
-        for orphan in orphans {
-            tracing::warn!(id = %orphan.id, parent = %parent, action = %orphan.action, "orphaned: its parent died");
-            let _ = self.events.send(Arc::new(OwnedEvent {
-                uid: Some(orphan.uid),
-                event: Event::Orphaned {
-                    id: orphan.id,
-                    parent,
-                    action: orphan.action,
-                },
-            }));
-            let result = match orphan.action {
-                OrphanAction::Terminate => self.monitor.terminate(orphan.id.pid).await,
-                OrphanAction::Kill => self.monitor.kill(orphan.id.pid).await,
-                // Reported above; the monitor's scan reports it too.
-                _ => continue,
-            };
-            match result {
-                Ok(_) | Err(MonitorError::NotTracked { .. }) => {}
-                Err(error) => {
-                    tracing::error!(id = %orphan.id, %error, "could not act on an orphan")
-                }
-            }
-        }
-    }
-
-    /// After missed events: drop the registrations the monitor no longer has.
-    async fn reconcile(&mut self) {
-        let Ok(status) = self.monitor.status().await else {
-            return;
-        };
-        // Their `Untracked` events may have been among the missed ones.
-        self.untracked_owners.clear();
-        let live: std::collections::HashSet<ProcessId> =
-            status.tracked.iter().map(|t| t.id).collect();
-        let stale: Vec<i32> = self
-            .registrations
-            .values()
-            .filter(|r| !live.contains(&r.id))
-            .map(|r| r.id.pid)
-            .collect();
-        for pid in stale {
-            self.remove(pid);
-        }
-    }
-
-    /// Writes the state file if it changed, then answers the requests
-    /// that waited for it.
-    async fn flush(&mut self) {
-        if self.dirty {
-            self.dirty = false;
-            let path = self.state.clone();
-            let snapshot: Vec<Registration> = self.registrations.values().cloned().collect();
-            let written = tokio::task::spawn_blocking(move || store::save(&path, &snapshot))
-                .await
-                .unwrap_or_else(|panic| Err(anyhow::anyhow!("state writer panicked: {panic}")));
-            if let Err(error) = written {
-                tracing::error!(state = %self.state.display(), error = %format!("{error:#}"), "cannot write the state file");
-                self.dirty = true;
-                self.fail_pending(&format!("{error:#}")).await;
-                return;
-            }
-        }
-        for pending in self.pending.drain(..) {
-            // A client that hung up meanwhile just misses its answer.
-            match pending {
-                Pending::Track(reply, registration) => {
-                    let _ = reply.send(Ok(registration));
-                }
-                Pending::Untrack(reply, untracked) => {
-                    let _ = reply.send(Ok(untracked));
-                }
-            }
-        }
-    }
-
-    /// The state could not be written: registrations made in this round
-    /// are rolled back (a reply is never sent for something not durable).
-    async fn fail_pending(&mut self, error: &str) {
-        for pending in std::mem::take(&mut self.pending) {
-            let message = format!("the state file could not be written: {error}");
-            match pending {
-                Pending::Track(reply, registration) => {
-                    let _ = self.monitor.untrack(registration.id.pid).await;
-                    self.remove(registration.id.pid);
-                    let _ = reply.send(Err(ErrorBody::new(ErrorKind::Internal, message)));
-                }
-                Pending::Untrack(reply, _) => {
-                    let _ = reply.send(Err(ErrorBody::new(
-                        ErrorKind::Internal,
-                        format!("untracked, but {message}"),
-                    )));
-                }
-            }
-        }
-    }
 }
 
 /// The monitor's refusal as a protocol error.
@@ -659,20 +422,4 @@ fn refusal(error: MonitorError) -> ErrorBody {
         _ => ErrorKind::Refused,
     };
     ErrorBody::new(kind, error.to_string())
-}
-
-/// The process an event is about.
-fn event_id(event: &Event) -> Option<ProcessId> {
-    match event {
-        Event::Tracked { id, .. }
-        | Event::Untracked { id }
-        | Event::Exited { id, .. }
-        | Event::Orphaned { id, .. }
-        | Event::Signalled { id, .. }
-        | Event::Killed { id }
-        | Event::Adopted { id }
-        | Event::UnownedZombie { id } => Some(*id),
-        Event::Error { id, .. } => *id,
-        _ => None,
-    }
 }
