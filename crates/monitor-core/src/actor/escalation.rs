@@ -35,23 +35,26 @@ impl Actor {
             .get_mut(&pid)
             .ok_or(Error::NotTracked { pid })?;
         let tracked = entry.describe();
-        let state = entry.state;
-        entry.stop_requested = true;
+        let acts = match entry.state {
+            ProcessState::Running | ProcessState::Orphaned => true,
+            ProcessState::Terminating => kill,
+            // Already on its way out: a request changes nothing.
+            ProcessState::Killing | ProcessState::Unkillable => false,
+        };
         entry
             .span
-            .in_scope(|| tracing::info!(kill, "stop requested"));
-        match (state, kill) {
-            (ProcessState::Running | ProcessState::Orphaned, false) => {
-                self.counters.stops_requested += 1;
-                self.send_term(pid);
-            }
-            (ProcessState::Running | ProcessState::Orphaned | ProcessState::Terminating, true) => {
-                self.counters.stops_requested += 1;
-                self.send_kill(pid);
-            }
-            // Already on its way out: a second request changes nothing.
-            (ProcessState::Terminating, false)
-            | (ProcessState::Killing | ProcessState::Unkillable, _) => {}
+            .in_scope(|| tracing::info!(kill, acts, "stop requested"));
+        if !acts {
+            return Ok(tracked);
+        }
+        // Only a stop that acts makes the outcome the caller's, not an
+        // orphan's, in the counters.
+        entry.stop_requested = true;
+        self.counters.stops_requested += 1;
+        if kill {
+            self.send_kill(pid);
+        } else {
+            self.send_term(pid);
         }
         Ok(tracked)
     }

@@ -1,0 +1,122 @@
+//! Connecting to the daemon, starting one in the background when none
+//! answers.
+//!
+//! The new daemon is this very executable with `daemon --socket PATH`, in
+//! its own session (so it outlives the client and its terminal), stdin
+//! from /dev/null, output appended to `daemon.log` next to the socket.
+//! Two clients racing to start one both spawn a daemon; the daemons take
+//! an exclusive lock before binding, the loser exits with code 4, and both
+//! clients simply wait until the socket answers a `ping`.
+
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::connection::Connection;
+use crate::exit::{Code, Failure};
+use crate::paths;
+use crate::protocol::{Pong, Request};
+
+/// How long a client waits for a daemon it started.
+const STARTUP: Duration = Duration::from_secs(10);
+
+/// How often it asks.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Connects to the daemon on `socket`, starting one first if none answers
+/// and `autostart` is set.
+pub(crate) fn connect(socket: &Path, autostart: bool) -> Result<Connection, Failure> {
+    let first = match Connection::open(socket) {
+        Ok(connection) => return Ok(connection),
+        Err(error) => error,
+    };
+    if !autostart {
+        return Err(unreachable(socket, first));
+    }
+    let mut child = Some(start(socket)?);
+    let deadline = Instant::now() + STARTUP;
+    loop {
+        if let Ok(mut connection) = Connection::open(socket)
+            && connection.call::<Pong>(&Request::Ping {}).is_ok()
+        {
+            return Ok(connection);
+        }
+        // Our daemon leaving with "already running" is fine: the other
+        // one is coming up. Any other exit means it could not start.
+        if let Some(process) = child.as_mut() {
+            match process.try_wait() {
+                Ok(Some(status)) if status.code() == Some(Code::AlreadyRunning as i32) => {
+                    child = None;
+                }
+                Ok(Some(status)) => {
+                    return Err(Failure::new(
+                        Code::Unreachable,
+                        anyhow::anyhow!(
+                            "the daemon started for {} exited ({status}); see {}",
+                            socket.display(),
+                            paths::autostart_log(socket).display()
+                        ),
+                    ));
+                }
+                Ok(None) | Err(_) => {}
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(Failure::new(
+                Code::Unreachable,
+                anyhow::anyhow!(
+                    "no daemon answered on {} within {STARTUP:?} of starting one; see {}",
+                    socket.display(),
+                    paths::autostart_log(socket).display()
+                ),
+            ));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn unreachable(socket: &Path, error: std::io::Error) -> Failure {
+    Failure::new(
+        Code::Unreachable,
+        anyhow::Error::from(error).context(format!(
+            "no pidguard daemon answers on {} (autostart is off)",
+            socket.display()
+        )),
+    )
+}
+
+/// Spawns a detached daemon for `socket`.
+fn start(socket: &Path) -> Result<std::process::Child, Failure> {
+    paths::private_dir(&paths::socket_dir(socket), None)?;
+    let log_path = paths::autostart_log(socket);
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("cannot open the daemon log {}", log_path.display()))?;
+    let err_log = log.try_clone().context("duplicating the log descriptor")?;
+    let exe = std::env::current_exe().context("cannot find the pidguard executable")?;
+    let mut command = Command::new(exe);
+    command
+        .arg("daemon")
+        .arg("--socket")
+        .arg(socket)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(err_log);
+    // SAFETY: setsid is async-signal-safe and touches no memory of the
+    // parent; it is the only thing run between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(|_| ())
+                .map_err(std::io::Error::from)
+        });
+    }
+    let child = command.spawn().context("cannot start a pidguard daemon")?;
+    tracing::info!(pid = child.id(), socket = %socket.display(), "started a daemon");
+    Ok(child)
+}

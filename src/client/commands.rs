@@ -1,0 +1,206 @@
+//! What each client command sends and prints.
+
+use std::io::Write;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use monitor_core::{OrphanAction, OrphanTarget, Signal};
+
+use super::ClientArgs;
+use super::connection::CallError;
+use crate::exit::{Code, Failure};
+use crate::protocol::{
+    EventLine, Registration, Request, StatusReport, Streaming, TrackRequest, Untracked,
+};
+
+/// `pidguard track` options.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct TrackArgs {
+    /// The processes to register.
+    #[arg(required = true, value_name = "PID")]
+    pids: Vec<i32>,
+    /// The process whose death orphans them [default: each one's parent now].
+    #[arg(long, value_name = "PID")]
+    parent: Option<i32>,
+    /// What happens to an orphan: terminate, kill or notify [default: the daemon's].
+    #[arg(long, value_parser = parse_action)]
+    action: Option<OrphanAction>,
+    /// Time between the signal and SIGKILL, e.g. "5s" [default: the daemon's].
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    grace: Option<Duration>,
+    /// The signal that starts termination, e.g. TERM [default: the daemon's].
+    #[arg(long)]
+    signal: Option<Signal>,
+    /// Also follow each one's descendants, so its children are orphans
+    /// when it dies [default: the daemon's].
+    #[arg(long)]
+    tree: bool,
+    /// What the orphan action reaches: process, tree or group [default: the daemon's].
+    #[arg(long, value_parser = parse_target)]
+    target: Option<OrphanTarget>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+fn parse_action(text: &str) -> Result<OrphanAction, String> {
+    match text {
+        "terminate" => Ok(OrphanAction::Terminate),
+        "kill" => Ok(OrphanAction::Kill),
+        "notify" => Ok(OrphanAction::Notify),
+        other => Err(format!("`{other}` is not terminate, kill or notify")),
+    }
+}
+
+/// `pidguard untrack` options.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct UntrackArgs {
+    /// The registered process.
+    #[arg(value_name = "PID")]
+    pid: i32,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// `pidguard status` options.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct StatusArgs {
+    /// Print the daemon's answer as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+/// `pidguard events` options.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct EventsArgs {
+    /// Print each event line as the daemon sends it (JSON).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+fn refused(error: CallError) -> Failure {
+    Failure::new(Code::Failure, anyhow::anyhow!("{error}"))
+}
+
+fn parse_target(text: &str) -> Result<OrphanTarget, String> {
+    match text {
+        "process" => Ok(OrphanTarget::Process),
+        "tree" => Ok(OrphanTarget::Tree),
+        "group" => Ok(OrphanTarget::Group),
+        other => Err(format!("`{other}` is not process, tree or group")),
+    }
+}
+
+/// Registers each pid; reports every refusal and fails if any was refused.
+pub(crate) fn track(args: &TrackArgs) -> Result<(), Failure> {
+    let mut connection = args.client.connect()?;
+    let mut out = std::io::stdout().lock();
+    let mut failures = Vec::new();
+    for &pid in &args.pids {
+        let request = Request::Track(TrackRequest {
+            pid,
+            parent: args.parent,
+            action: args.action,
+            grace: args.grace,
+            signal: args.signal,
+            tree: args.tree.then_some(true),
+            target: args.target,
+        });
+        match connection.call::<Registration>(&request) {
+            Ok(r) => writeln!(
+                out,
+                "tracking {} (parent {}; when orphaned: {}, {} then SIGKILL after {})",
+                r.id,
+                r.parent,
+                r.action,
+                r.signal,
+                humantime::format_duration(r.grace)
+            )
+            .context("writing to stdout")?,
+            Err(CallError::Broken(error)) => return Err(error.into()),
+            Err(error) => failures.push(format!("pid {pid}: {error}")),
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            Code::Failure,
+            anyhow::anyhow!(failures.join("; ")),
+        ))
+    }
+}
+
+/// Drops a registration.
+pub(crate) fn untrack(args: &UntrackArgs) -> Result<(), Failure> {
+    let mut connection = args.client.connect()?;
+    let untracked: Untracked = connection
+        .call(&Request::Untrack { pid: args.pid })
+        .map_err(refused)?;
+    writeln!(std::io::stdout().lock(), "untracked {}", untracked.id)
+        .context("writing to stdout")?;
+    Ok(())
+}
+
+/// Prints the caller's registrations.
+pub(crate) fn status(args: &StatusArgs) -> Result<(), Failure> {
+    let mut connection = args.client.connect()?;
+    let report: StatusReport = connection.call(&Request::Status {}).map_err(refused)?;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let text = serde_json::to_string_pretty(&report).context("formatting the status")?;
+        writeln!(out, "{text}").context("writing to stdout")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "pidguard daemon {} (pid {}), scan every {}; {} registration(s) visible to uid {}",
+        report.daemon_version,
+        report.daemon_pid,
+        humantime::format_duration(report.check_interval),
+        report.tracked_count,
+        report.peer_uid
+    )
+    .context("writing to stdout")?;
+    for entry in &report.tracked {
+        let r = &entry.registration;
+        let state = entry
+            .state
+            .map_or_else(|| "gone".to_owned(), |s| format!("{s:?}").to_lowercase());
+        writeln!(
+            out,
+            "  {:<20} parent {:<20} uid {:<6} {:<10} {:<9} {} {}",
+            r.id.to_string(),
+            r.parent.to_string(),
+            r.uid,
+            state,
+            r.action.to_string(),
+            r.signal,
+            humantime::format_duration(r.grace)
+        )
+        .context("writing to stdout")?;
+    }
+    Ok(())
+}
+
+/// Prints events as they come, until the daemon goes away.
+pub(crate) fn events(args: &EventsArgs) -> Result<(), Failure> {
+    let mut connection = args.client.connect()?;
+    let _: Streaming = connection.call(&Request::Events {}).map_err(refused)?;
+    let mut out = std::io::stdout().lock();
+    loop {
+        let line: EventLine = connection.read_line()?;
+        let text = match (&line.event, line.lagged, args.json) {
+            (_, _, true) => serde_json::to_string(&line).context("formatting an event")?,
+            (Some(event), _, false) => event.to_string(),
+            (None, Some(missed), false) => format!("(missed {missed} events)"),
+            (None, None, false) => continue,
+        };
+        writeln!(out, "{text}").context("writing to stdout")?;
+        out.flush().context("writing to stdout")?;
+    }
+}

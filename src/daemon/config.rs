@@ -1,0 +1,288 @@
+//! The daemon's settings: the config file's shape, and how flags, the
+//! environment and the file combine (flag > environment > file > default).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+use crate::exit::{Code, Failure};
+use crate::paths;
+
+/// The config file (`config/pidguard.toml` documents every key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    /// The socket path. Default: see [`paths::default_socket`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) socket: Option<PathBuf>,
+    /// A group (gid or name) that may use the socket too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) socket_group: Option<GroupSpec>,
+    /// The state file. Default: `state.json` next to the socket.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) state: Option<PathBuf>,
+    /// The longest request line accepted, in bytes.
+    pub(crate) max_request_bytes: usize,
+    /// Log line format on stderr.
+    pub(crate) log_format: LogFormat,
+    /// The monitor's settings.
+    pub(crate) monitor: monitor_core::Config,
+}
+
+impl Default for FileConfig {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            socket_group: None,
+            state: None,
+            max_request_bytes: 64 * 1024,
+            log_format: LogFormat::Text,
+            monitor: monitor_core::Config::default(),
+        }
+    }
+}
+
+/// A group named by number or by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum GroupSpec {
+    /// A gid.
+    Id(u32),
+    /// A group name from the group database.
+    Name(String),
+}
+
+impl GroupSpec {
+    /// The gid.
+    fn resolve(&self) -> anyhow::Result<u32> {
+        match self {
+            Self::Id(gid) => Ok(*gid),
+            Self::Name(name) => nix::unistd::Group::from_name(name)
+                .with_context(|| format!("looking up group `{name}`"))?
+                .map(|group| group.gid.as_raw())
+                .with_context(|| format!("no group named `{name}`")),
+        }
+    }
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What the command line (and the environment, through clap) gave.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Overrides {
+    /// `--config` / `PIDGUARD_CONFIG`.
+    pub(crate) config: Option<PathBuf>,
+    /// `--socket` / `PIDGUARD_SOCKET`.
+    pub(crate) socket: Option<PathBuf>,
+    /// `--state` / `PIDGUARD_STATE`.
+    pub(crate) state: Option<PathBuf>,
+    /// `--check-interval`.
+    pub(crate) check_interval: Option<Duration>,
+    /// `--grace`.
+    pub(crate) grace: Option<Duration>,
+}
+
+/// The daemon's settings after every source was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// The socket path.
+    pub(crate) socket: PathBuf,
+    /// The gid that may use the socket too.
+    pub(crate) socket_group: Option<u32>,
+    /// The state file.
+    pub(crate) state: PathBuf,
+    /// The longest request line accepted.
+    pub(crate) max_request_bytes: usize,
+    /// Log format.
+    pub(crate) log_format: LogFormat,
+    /// The monitor's config.
+    pub(crate) monitor: monitor_core::Config,
+}
+
+/// Reads the config file (if any) and applies the overrides. Every error
+/// names the file and the key, and exits with the usage code.
+pub(crate) fn resolve(overrides: &Overrides) -> Result<Settings, Failure> {
+    let usage = |error: anyhow::Error| Failure::new(Code::Usage, error);
+    let file = match &overrides.config {
+        Some(path) => load(path).map_err(usage)?,
+        None => FileConfig::default(),
+    };
+    let mut monitor = file.monitor;
+    if let Some(interval) = overrides.check_interval {
+        monitor.check_interval = interval;
+    }
+    if let Some(grace) = overrides.grace {
+        monitor.grace = grace;
+    }
+    let origin = overrides.config.as_deref().map_or_else(
+        || "the command line".to_owned(),
+        |p| p.display().to_string(),
+    );
+    monitor
+        .validate()
+        .with_context(|| format!("in {origin}: [monitor]"))
+        .map_err(usage)?;
+    if file.max_request_bytes < 64 {
+        return Err(usage(anyhow::anyhow!(
+            "in {origin}: invalid config value for `max_request_bytes`: must be at least 64"
+        )));
+    }
+    let socket = overrides
+        .socket
+        .clone()
+        .or(file.socket)
+        .unwrap_or_else(paths::default_socket);
+    let state = overrides
+        .state
+        .clone()
+        .or(file.state)
+        .unwrap_or_else(|| paths::default_state(&socket));
+    let socket_group = file
+        .socket_group
+        .as_ref()
+        .map(GroupSpec::resolve)
+        .transpose()
+        .with_context(|| format!("in {origin}: `socket_group`"))
+        .map_err(usage)?;
+    Ok(Settings {
+        socket,
+        socket_group,
+        state,
+        max_request_bytes: file.max_request_bytes,
+        log_format: file.log_format,
+        monitor,
+    })
+}
+
+/// Parses a config file; the error names the file and, through the TOML
+/// error, the key and line.
+pub(crate) fn load(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "pidguard-config-{}-{name}.toml",
+            std::process::id()
+        ));
+        std::fs::write(&path, text).expect("write test config");
+        path
+    }
+
+    #[test]
+    fn flags_beat_the_file_and_the_file_beats_defaults() {
+        let path = write(
+            "precedence",
+            "socket = \"/x/file.sock\"\n[monitor]\ncheck_interval = \"7s\"\ngrace = \"3s\"\n",
+        );
+        let from_file = resolve(&Overrides {
+            config: Some(path.clone()),
+            ..Overrides::default()
+        })
+        .expect("valid");
+        assert_eq!(from_file.socket, Path::new("/x/file.sock"));
+        assert_eq!(from_file.state, Path::new("/x/state.json"));
+        assert_eq!(from_file.monitor.check_interval, Duration::from_secs(7));
+        let flagged = resolve(&Overrides {
+            config: Some(path.clone()),
+            socket: Some("/y/flag.sock".into()),
+            grace: Some(Duration::from_secs(1)),
+            ..Overrides::default()
+        })
+        .expect("valid");
+        assert_eq!(flagged.socket, Path::new("/y/flag.sock"));
+        assert_eq!(flagged.monitor.grace, Duration::from_secs(1));
+        assert_eq!(flagged.monitor.check_interval, Duration::from_secs(7));
+        std::fs::remove_file(path).expect("clean up");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_file_and_key() {
+        for (name, text, key) in [
+            ("unknown", "sockett = \"/x\"\n", "sockett"),
+            ("nested", "[monitor]\ngracee = \"1s\"\n", "gracee"),
+            ("bad", "[monitor]\ngrace = \"soon\"\n", "grace"),
+            (
+                "zero",
+                "[monitor]\ncheck_interval = \"0s\"\n",
+                "check_interval",
+            ),
+            ("small", "max_request_bytes = 3\n", "max_request_bytes"),
+        ] {
+            let path = write(name, text);
+            let failure = resolve(&Overrides {
+                config: Some(path.clone()),
+                ..Overrides::default()
+            })
+            .expect_err(text);
+            assert_eq!(failure.code, Code::Usage);
+            let message = failure.to_string();
+            assert!(message.contains(&path.display().to_string()), "{message}");
+            assert!(message.contains(key), "{message}");
+            std::fs::remove_file(path).expect("clean up");
+        }
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    const EXAMPLE: &str =
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/config/pidguard.toml"));
+
+    #[test]
+    fn the_example_parses_to_the_defaults() {
+        let parsed: FileConfig = toml::from_str(EXAMPLE).expect("config/pidguard.toml parses");
+        assert_eq!(parsed, FileConfig::default());
+    }
+
+    #[test]
+    fn the_example_names_every_key() {
+        let example: toml::Table = EXAMPLE.parse().expect("TOML");
+        let monitor = example["monitor"].as_table().expect("[monitor] table");
+        let defaults: toml::Table = toml::to_string(&FileConfig::default())
+            .expect("serializes")
+            .parse()
+            .expect("TOML");
+        for key in defaults.keys().filter(|k| *k != "monitor") {
+            assert!(
+                example.contains_key(key),
+                "config/pidguard.toml lacks `{key}`"
+            );
+        }
+        let monitor_keys: toml::Table = toml::to_string(&monitor_core::Config::default())
+            .expect("serializes")
+            .parse()
+            .expect("TOML");
+        for key in monitor_keys.keys() {
+            assert!(
+                monitor.contains_key(key),
+                "config/pidguard.toml lacks `monitor.{key}`"
+            );
+        }
+        // The keys without a fixed default are documented as comments.
+        for key in ["socket", "socket_group", "state"] {
+            assert!(
+                EXAMPLE.contains(&format!("\n# {key} = ")),
+                "config/pidguard.toml documents `{key}`"
+            );
+        }
+    }
+}

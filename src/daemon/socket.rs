@@ -1,0 +1,79 @@
+//! The listening socket: its private directory, the lock that makes one
+//! daemon per socket, and its permissions.
+
+use std::fs::File;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::Context;
+use rustix::fs::FlockOperation;
+use tokio::net::UnixListener;
+
+use crate::exit::{Code, Failure};
+use crate::paths;
+
+/// Holds the socket's lock for as long as it lives.
+#[derive(Debug)]
+pub(crate) struct Lock {
+    _file: File,
+}
+
+/// Takes the exclusive lock next to `socket` (and writes our pid into it).
+/// Another daemon holding it is [`Code::AlreadyRunning`].
+pub(crate) fn lock(socket: &Path) -> Result<Lock, Failure> {
+    let path = paths::lock_file(socket);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+    match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(errno) if errno == rustix::io::Errno::WOULDBLOCK => {
+            return Err(Failure::new(
+                Code::AlreadyRunning,
+                anyhow::anyhow!(
+                    "another pidguard daemon already serves {} (it holds {})",
+                    socket.display(),
+                    path.display()
+                ),
+            ));
+        }
+        Err(errno) => {
+            return Err(Failure::from(
+                anyhow::Error::from(std::io::Error::from(errno))
+                    .context(format!("cannot lock {}", path.display())),
+            ));
+        }
+    }
+    // Only informative (the lock is the truth); a failure changes nothing.
+    let _ = file.set_len(0).and_then(|()| {
+        std::io::Write::write_all(&mut &file, format!("{}\n", std::process::id()).as_bytes())
+    });
+    Ok(Lock { _file: file })
+}
+
+/// Binds `socket` (replacing a stale socket file: we hold the lock, so no
+/// daemon is behind it) with mode 0600, or 0660 and `group`.
+pub(crate) fn bind(socket: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
+    match std::fs::remove_file(socket) {
+        Ok(()) => tracing::info!(socket = %socket.display(), "removed a stale socket"),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => {
+            return Err(error)
+                .with_context(|| format!("cannot remove stale socket {}", socket.display()));
+        }
+    }
+    let listener =
+        UnixListener::bind(socket).with_context(|| format!("cannot bind {}", socket.display()))?;
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {mode:o} {}", socket.display()))?;
+    if let Some(gid) = group {
+        paths::chown_group(socket, gid)?;
+    }
+    Ok(listener)
+}
