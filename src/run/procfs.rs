@@ -1,0 +1,73 @@
+//! The few `/proc` reads `pidguard run` needs: a process's start time and
+//! command name, and the children of a process.
+
+use std::fs;
+
+/// Field 22 of `/proc/<pid>/stat` (clock ticks since boot), as the monitor
+/// records it in `ProcessId::start_time`.
+pub(crate) fn start_time(pid: i32) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold anything.
+    let (_, rest) = text.rsplit_once(')')?;
+    // `rest` starts at field 3, so field 22 is the 20th.
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// The command name (`/proc/<pid>/comm`), or `"?"` once it is gone.
+pub(crate) fn command_name(pid: i32) -> String {
+    fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|name| name.trim_end().to_owned())
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// The children of `pid` (`"self"` for this process), from every thread's
+/// `children` list (each thread's children are listed separately).
+pub(crate) fn children(pid: &str) -> Vec<i32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(list) = fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        children.extend(
+            list.split_ascii_whitespace()
+                .filter_map(|p| p.parse::<i32>().ok()),
+        );
+    }
+    children
+}
+
+/// Every descendant of this process, parents before their children.
+pub(crate) fn descendants() -> Vec<i32> {
+    let mut found = children("self");
+    let mut next = 0;
+    while next < found.len() {
+        let grandchildren = children(&found[next].to_string());
+        found.extend(grandchildren);
+        next += 1;
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_real_child() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        let pid = i32::try_from(child.id()).expect("pid fits");
+        assert!(children("self").contains(&pid));
+        assert!(descendants().contains(&pid));
+        assert_eq!(command_name(pid), "sleep");
+        assert!(start_time(pid).is_some());
+        child.kill().expect("kill sleep");
+        child.wait().expect("reap sleep");
+        assert_eq!(start_time(pid), None);
+    }
+}

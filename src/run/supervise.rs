@@ -1,0 +1,92 @@
+//! One run: start the monitor and the signal listeners, spawn CMD, forward
+//! signals until it exits, clean up its leftovers, and report its status.
+
+use anyhow::Context as _;
+use monitor_core::{Config, Error, Event, Monitor, ReapPolicy};
+use tokio::sync::broadcast;
+
+use super::args::RunArgs;
+use super::caller::{self, CallerSignals};
+use super::leftovers::{self, Cleanup, Outcome};
+use super::signals::{self, Target};
+use super::{command, exit_code};
+
+/// Events a subscriber may fall behind by before it sees `Lagged`. A burst
+/// of reaped zombies can outrun the cleanup loop; lagging is harmless there
+/// (it walks the tree again), but each lag costs a log line's detail.
+const EVENT_CAPACITY: usize = 16 * 1024;
+
+/// Runs CMD under the monitor and returns pidguard's exit code.
+pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result<u8> {
+    let as_init = rustix::process::getpid().as_raw_nonzero().get() == 1;
+    // PID 1 gets every orphan of its namespace already; anywhere else
+    // pidguard becomes a subreaper so CMD's orphans come to it, not to init.
+    let mut config = Config::default();
+    config.reap_policy = ReapPolicy::AllChildren;
+    config.subreaper = !as_init;
+    config.grace = args.grace;
+    config.kill_timeout = leftovers::KILL_WAIT;
+    config.event_capacity = EVENT_CAPACITY;
+    let monitor = Monitor::spawn(config).context("starting the monitor")?;
+    let handle = monitor.handle();
+    let mut events = handle.subscribe().await.context("subscribing to events")?;
+    // Listening before CMD starts: nothing sent meanwhile is lost.
+    let mut received = signals::listen().context("installing signal handlers")?;
+    let foreground = caller::owns_terminal_foreground();
+    tracing::debug!(as_init, foreground, "starting");
+
+    let cmd = command::build(&args.command, caller, foreground);
+    let child = match handle.spawn(cmd).await {
+        Ok(child) => child,
+        Err(Error::Spawn { program, source }) => {
+            tracing::error!(program, error = %source, "cannot run the command");
+            monitor.shutdown().await;
+            return Ok(exit_code::of_spawn_error(&source));
+        }
+        Err(other) => return Err(other).context("starting the command"),
+    };
+    let cmd_id = child.id();
+    tracing::info!(pid = cmd_id.pid, "command started");
+    let target = Target::for_command(cmd_id, args.signal_group);
+
+    let exited = child.wait();
+    tokio::pin!(exited);
+    let status = loop {
+        tokio::select! {
+            status = &mut exited => break status.context("waiting for the command")?,
+            Some(number) = received.recv() => {
+                tracing::debug!(signal = signals::name(number), "received");
+                target.send(number);
+            }
+        }
+    };
+    tracing::info!(pid = cmd_id.pid, %status, "command exited");
+    if foreground {
+        // Take the terminal back, so a Ctrl-C during the cleanup reaches
+        // pidguard (and skips the grace period) rather than a leftover.
+        caller::take_terminal_foreground();
+    }
+
+    if args.leave_orphans {
+        let left = super::procfs::children("self");
+        if !left.is_empty() {
+            tracing::info!(?left, "leaving the command's descendants running");
+        }
+    } else {
+        drain(&mut events);
+        if let Outcome::GaveUp(left) = Cleanup::new(&handle, args.grace)
+            .run(&mut events, &mut received)
+            .await
+        {
+            tracing::warn!(?left, "exiting with leftovers that would not die");
+        }
+    }
+    monitor.shutdown().await;
+    Ok(exit_code::of_status(status))
+}
+
+/// Drops the events of the run so far: the cleanup looks only at what
+/// happens from now on (it walks the tree first anyway).
+fn drain(events: &mut broadcast::Receiver<Event>) {
+    while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = events.try_recv() {}
+}
