@@ -157,3 +157,36 @@ pub(crate) fn name(number: i32) -> String {
         Err(_) => number.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_usual_signals_are_forwarded_and_sigchld_is_not() {
+        let forwarded: Vec<i32> = forwarded().collect();
+        for signal in [
+            libc::SIGHUP,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGTERM,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGWINCH,
+            libc::SIGCONT,
+            libc::SIGRTMIN(),
+        ] {
+            assert!(forwarded.contains(&signal), "{}", name(signal));
+            assert!(to_rustix(signal).is_some(), "{}", name(signal));
+        }
+        for signal in [libc::SIGCHLD, libc::SIGKILL, libc::SIGSTOP, libc::SIGPIPE] {
+            assert!(!forwarded.contains(&signal), "{}", name(signal));
+        }
+    }
+
+    #[test]
+    fn signal_names_for_logs() {
+        assert_eq!(name(libc::SIGTERM), "SIGTERM");
+        assert_eq!(name(libc::SIGRTMIN() + 3), "SIGRTMIN+3");
+    }
+}
