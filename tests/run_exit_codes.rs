@@ -1,13 +1,15 @@
 //! `pidguard run` exits the way a shell would have: CMD's exit code, 128
 //! plus the signal that killed CMD, 127 for a missing CMD, 126 for one that
-//! cannot be executed, and 125 for its own usage errors.
+//! cannot be executed, and 125 for its own usage errors. It stays quiet
+//! meanwhile, and CMD gets pidguard's stdin, stdout and environment.
 
 mod common;
 mod runner;
 
 use runner::{PIDGUARD, pidguard_run, run_to_end};
 
-/// Exit codes pass through unchanged, the extremes included.
+/// Exit codes pass through unchanged, the extremes included, and pidguard
+/// writes nothing of its own by default.
 #[test]
 fn exit_codes_pass_through() {
     for code in [0, 1, 2, 77, 255] {
@@ -16,7 +18,28 @@ fn exit_codes_pass_through() {
             &["sh", "-c", &format!("exit {code}")],
         ));
         assert_eq!(finished.code(), code, "{finished:?}");
+        assert_eq!(finished.stderr, "", "not quiet by default");
     }
+}
+
+/// CMD reads pidguard's stdin and sees its environment.
+#[test]
+fn stdin_and_environment_pass_through() {
+    let script = r#"read -r line; echo "$line $PIDGUARD_TEST_VAR""#;
+    let mut command = pidguard_run(&[], &["sh", "-c", script]);
+    command
+        .env("PIDGUARD_TEST_VAR", "from-the-caller")
+        .stdin(std::process::Stdio::piped());
+    let mut procs = common::Procs::new();
+    let mut run = runner::Run::start(&mut procs, &mut command);
+    {
+        use std::io::Write;
+        let mut stdin = run.stdin.take().expect("piped stdin");
+        writeln!(stdin, "from-stdin").expect("write stdin");
+    }
+    let finished = run.finish(&mut procs, common::SOON);
+    assert_eq!(finished.code(), 0, "{finished:?}");
+    assert_eq!(finished.stdout, ["from-stdin from-the-caller"]);
 }
 
 /// CMD killed by a signal: 128 + its number (TERM 143, KILL 137, USR1 138).

@@ -158,29 +158,31 @@ fn grace_zero_kills_at_once() {
     assert!(signalled[0].contains("SIGKILL"), "{signalled:?}");
 }
 
-/// A SIGTERM to pidguard during the grace period skips to SIGKILL: with a
-/// 60 s grace period the leftover (which survives SIGTERM, and says so) is
-/// gone within the test's deadline.
+/// A SIGTERM or SIGINT to pidguard during the grace period skips to
+/// SIGKILL: with a 60 s grace period the leftover (which survives SIGTERM,
+/// and says so) is gone within the test's deadline.
 #[test]
-fn sigterm_during_the_grace_period_kills_at_once() {
-    let mut procs = Procs::new();
-    let (mut run, leftovers) = start(&mut procs, &["-v", "--grace", "60s"], &["reporting"], 1);
-    release(&mut run);
-    // The leftover got pidguard's SIGTERM and carries on: the grace runs.
-    run.expect_line(SOON, "leftover got TERM", |l| l == "leftover got TERM");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(run.proc.pid),
+fn sigterm_or_sigint_during_the_grace_period_kills_at_once() {
+    for signal in [
         nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("SIGTERM to pidguard (our unreaped child)");
-    let finished = run.finish(&mut procs, SOON);
-    assert_eq!(finished.code(), 0, "{finished:?}");
-    assert!(leftovers[0].is_reaped(), "{finished:?}");
-    assert!(
-        finished.stderr.contains("skipping the grace period"),
-        "{}",
-        finished.stderr
-    );
+        nix::sys::signal::Signal::SIGINT,
+    ] {
+        let mut procs = Procs::new();
+        let (mut run, leftovers) = start(&mut procs, &["-v", "--grace", "60s"], &["reporting"], 1);
+        release(&mut run);
+        // The leftover got pidguard's SIGTERM and carries on: the grace runs.
+        run.expect_line(SOON, "leftover got TERM", |l| l == "leftover got TERM");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(run.proc.pid), signal)
+            .expect("signal pidguard (our unreaped child)");
+        let finished = run.finish(&mut procs, SOON);
+        assert_eq!(finished.code(), 0, "{signal}: {finished:?}");
+        assert!(leftovers[0].is_reaped(), "{signal}: {finished:?}");
+        assert!(
+            finished.stderr.contains("skipping the grace period"),
+            "{signal}: {}",
+            finished.stderr
+        );
+    }
 }
 
 /// `--leave-orphans`: pidguard exits with CMD and the leftovers keep

@@ -46,7 +46,8 @@ pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result
         Err(other) => return Err(other).context("starting the command"),
     };
     let cmd_id = child.id();
-    tracing::info!(pid = cmd_id.pid, "command started");
+    let name = args.command[0].to_string_lossy();
+    tracing::info!(pid = cmd_id.pid, %name, "command started");
     let target = Target::for_command(cmd_id, args.signal_group);
 
     let exited = child.wait();
@@ -60,7 +61,7 @@ pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result
             }
         }
     };
-    tracing::info!(pid = cmd_id.pid, %status, "command exited");
+    tracing::info!(pid = cmd_id.pid, %name, %status, "command exited");
     if foreground {
         // Take the terminal back, so a Ctrl-C during the cleanup reaches
         // pidguard (and skips the grace period) rather than a leftover.
