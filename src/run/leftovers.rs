@@ -4,10 +4,10 @@
 //! side), and pidguard waits, bounded, until it has no child left.
 //!
 //! It is event-driven: the whole descendant tree is signalled at once, and
-//! the tree is walked again after every batch of `Reaped` events, because a
-//! reaped leftover's own children were just reparented to pidguard (and may
-//! have been forked after the last walk). A second SIGTERM or SIGINT cuts
-//! every grace period short.
+//! pidguard's children are looked at again after every batch of `Reaped`
+//! events, because a reaped leftover's own children were just reparented to
+//! pidguard (and may have been forked after the first walk). A second
+//! SIGTERM or SIGINT cuts every grace period short.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -102,9 +102,17 @@ impl<'a> Cleanup<'a> {
     }
 
     /// Walks the descendant tree and terminates (or kills) every process
-    /// not yet handled. Returns whether pidguard still has a child.
+    /// not yet handled. Returns whether pidguard had a child at the start.
+    ///
+    /// It does not descend into leftovers already handled: their subtrees
+    /// were walked when they were found, and whatever they fork later comes
+    /// to pidguard (and into this walk) when they die. So after the first
+    /// walk, each one reads pidguard's own children list and the subtrees
+    /// of the processes that are new in it, not the whole tree again.
     async fn sweep(&mut self) -> bool {
-        for pid in procfs::descendants() {
+        let mut pending = procfs::children("self");
+        let any = !pending.is_empty();
+        while let Some(pid) = pending.pop() {
             let start_time = procfs::start_time(pid);
             if let Some(known) = self.leftovers.get(&pid)
                 && Some(known.id.start_time) == start_time
@@ -112,8 +120,9 @@ impl<'a> Cleanup<'a> {
                 continue;
             }
             self.take(pid).await;
+            pending.extend(procfs::children(&pid.to_string()));
         }
-        !procfs::children("self").is_empty()
+        any
     }
 
     /// Tracks one leftover through the monitor and starts its termination.

@@ -39,18 +39,6 @@ pub(crate) fn children(pid: &str) -> Vec<i32> {
     children
 }
 
-/// Every descendant of this process, parents before their children.
-pub(crate) fn descendants() -> Vec<i32> {
-    let mut found = children("self");
-    let mut next = 0;
-    while next < found.len() {
-        let grandchildren = children(&found[next].to_string());
-        found.extend(grandchildren);
-        next += 1;
-    }
-    found
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -63,7 +51,6 @@ mod tests {
             .expect("spawn sleep");
         let pid = i32::try_from(child.id()).expect("pid fits");
         assert!(children("self").contains(&pid));
-        assert!(descendants().contains(&pid));
         assert_eq!(command_name(pid), "sleep");
         assert!(start_time(pid).is_some());
         child.kill().expect("kill sleep");
