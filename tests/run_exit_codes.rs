@@ -140,3 +140,17 @@ fn help_and_version() {
         assert!(text.contains(option), "help lacks {option}: {text}");
     }
 }
+
+/// `RUST_LOG` replaces the quiet default: with `pidguard=info` and no
+/// `-v`, CMD's start and exit are logged (and only to stderr).
+#[test]
+fn rust_log_overrides_the_default() {
+    let mut command = pidguard_run(&[], &["sh", "-c", "echo out"]);
+    command.env("RUST_LOG", "pidguard=info");
+    let finished = run_to_end(&mut command);
+    assert_eq!(finished.code(), 0, "{finished:?}");
+    assert_eq!(finished.stdout, ["out"]);
+    for line in ["command started", "command exited"] {
+        assert!(finished.stderr.contains(line), "{}", finished.stderr);
+    }
+}
