@@ -12,7 +12,7 @@ mod runner;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Proc, Procs, SOON, read_stat, wait_until_blocking};
+use common::{Proc, Procs, SOON, wait_until_blocking};
 use runner::{Run, fixture};
 
 /// `unshare --fork --pid --mount-proc --kill-child <argv...>`: the
@@ -102,21 +102,6 @@ fn only_child(procs: &mut Procs, parent: &Proc) -> Proc {
     procs.pin_child_of(children[0], parent)
 }
 
-/// Sends `signal` to a pinned process through a fresh pidfd, checking it
-/// is still the process that was pinned (same start time).
-fn signal_pinned(proc: &Proc, signal: rustix::process::Signal) {
-    let pid = rustix::process::Pid::from_raw(proc.pid).expect("positive pid");
-    let pidfd =
-        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).expect("pidfd_open");
-    let stat = read_stat(proc.pid).expect("still there");
-    assert_eq!(
-        stat.start_time, proc.start_time,
-        "pid {} was reused",
-        proc.pid
-    );
-    rustix::process::pidfd_send_signal(&pidfd, signal).expect("pidfd_send_signal");
-}
-
 /// SIGTERM to pidguard as PID 1 reaches CMD, and CMD's status ends both:
 /// a CMD that traps it exits 25 (its own code), one that does not dies of
 /// it (143).
@@ -135,7 +120,7 @@ fn as_pid_1_sigterm_ends_the_command_with_its_status() {
         run.expect_line(SOON, "ready", |l| l.starts_with("ready"));
         let unshare = run.proc.clone();
         let pidguard = only_child(&mut procs, &unshare);
-        signal_pinned(&pidguard, rustix::process::Signal::TERM);
+        runner::signal_pinned(&pidguard, rustix::process::Signal::TERM);
         let finished = run.finish(&mut procs, SOON);
         assert_eq!(finished.code(), code, "{cmd:?}: {finished:?}");
     }

@@ -199,6 +199,57 @@ fn the_command_owns_the_terminal_foreground() {
     }
 }
 
+/// Ctrl-Z at the terminal stops CMD (its group is the foreground), and
+/// pidguard stops with it, so the shell that started pidguard would see its
+/// job stopped; SIGCONT to pidguard (what `fg` sends) continues both, and
+/// CMD owns the terminal again (it reads the next line). Without this
+/// pidguard would keep running with CMD stopped, and the wait for its
+/// stopped state would time out.
+#[test]
+fn ctrl_z_stops_pidguard_with_the_command_and_fg_continues_both() {
+    // `; exit $?` keeps a shell as pidguard's parent, standing in for the
+    // interactive shell (`script` itself would stop along with a stopped
+    // child of its own, and the test would lose the terminal).
+    let inner = format!(
+        "{} run -- sh {}; exit $?",
+        runner::PIDGUARD,
+        runner::fixture("stop.sh").display()
+    );
+    let mut command = Command::new("script");
+    command
+        .args(["-qec", &inner, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut procs = Procs::new();
+    let mut run = Run::start(&mut procs, &mut command);
+    let line = run.expect_line(SOON, "pidguard <pid>", |l| l.starts_with("pidguard "));
+    let pid = line["pidguard ".len()..].trim().parse().expect("a pid");
+    let pidguard = procs.pin(pid);
+    let state = |proc: &common::Proc| proc.stat().map(|s| s.state);
+    let mut terminal = run.stdin.take().expect("piped stdin");
+    writeln!(terminal, "one").expect("type a line");
+    run.expect_line(SOON, "got one", |l| l.trim_end() == "got one");
+
+    // Ctrl-Z: the terminal's suspend character.
+    terminal.write_all(b"\x1a").expect("type Ctrl-Z");
+    common::wait_until_blocking(SOON, "pidguard is stopped", || {
+        state(&pidguard) == Some('T')
+    });
+
+    runner::signal_pinned(&pidguard, rustix::process::Signal::CONT);
+    common::wait_until_blocking(SOON, "pidguard runs again", || {
+        state(&pidguard).is_some_and(|s| s != 'T')
+    });
+    writeln!(terminal, "two").expect("type a line");
+    run.expect_line(SOON, "got two", |l| l.trim_end() == "got two");
+
+    // Ctrl-D: end of file for CMD's read loop.
+    terminal.write_all(b"\x04").expect("type Ctrl-D");
+    let finished = run.finish(&mut procs, SOON);
+    assert_eq!(finished.code(), 0, "{finished:?}");
+}
+
 fn parse_groups(line: &str) -> (i32, i32) {
     let value = |key: &str| -> i32 {
         line.split_whitespace()

@@ -147,6 +147,14 @@ pub(crate) fn take_terminal_foreground() {
     let _ = rustix::termios::tcsetpgrp(stdin(), rustix::process::getpgrp());
 }
 
+/// Makes process group `group` the terminal's foreground group (pidguard
+/// hands the terminal back to CMD's group). Best effort, as above.
+pub(crate) fn give_terminal_foreground(group: i32) {
+    if let Some(group) = rustix::process::Pid::from_raw(group) {
+        let _ = rustix::termios::tcsetpgrp(stdin(), group);
+    }
+}
+
 fn stdin() -> BorrowedFd<'static> {
     // SAFETY: fd 0 stays open for the life of the process (pidguard never
     // closes it), and a closed fd only makes the calls fail with EBADF.

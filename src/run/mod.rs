@@ -17,12 +17,14 @@
 //! - `signals`: listening for signals and forwarding them.
 //! - `supervise`: the run itself, from spawn to exit code.
 //! - `leftovers`: terminating what CMD left behind.
+//! - `job_control`: stopping with CMD when it is stopped from the terminal.
 //! - `exit_code`, `logging`, `procfs`: the small pieces.
 
 mod args;
 mod caller;
 mod command;
 pub(crate) mod exit_code;
+mod job_control;
 mod leftovers;
 mod logging;
 mod procfs;

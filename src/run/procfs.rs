@@ -13,6 +13,20 @@ pub(crate) fn start_time(pid: i32) -> Option<u64> {
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether `id` is stopped (state `T`, e.g. by SIGTSTP): the stat read
+/// counts only if it shows `id`'s start time, so a reused pid reads false.
+pub(crate) fn is_stopped(id: monitor_core::ProcessId) -> bool {
+    let Ok(text) = fs::read_to_string(format!("/proc/{}/stat", id.pid)) else {
+        return false;
+    };
+    let Some((_, rest)) = text.rsplit_once(')') else {
+        return false;
+    };
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    fields.first() == Some(&"T")
+        && fields.get(19).and_then(|f| f.parse().ok()) == Some(id.start_time)
+}
+
 /// The command name (`/proc/<pid>/comm`), or `"?"` once it is gone.
 pub(crate) fn command_name(pid: i32) -> String {
     fs::read_to_string(format!("/proc/{pid}/comm"))

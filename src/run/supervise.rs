@@ -7,6 +7,7 @@ use tokio::sync::broadcast;
 
 use super::args::RunArgs;
 use super::caller::{self, CallerSignals};
+use super::job_control::StopWatch;
 use super::leftovers::{self, Cleanup, Outcome};
 use super::signals::{self, Target};
 use super::{command, exit_code};
@@ -34,6 +35,7 @@ pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result
     let mut received = signals::listen().context("installing signal handlers")?;
     let foreground = caller::owns_terminal_foreground();
     tracing::debug!(as_init, foreground, "starting");
+    let mut stops = StopWatch::new(foreground && !as_init).context("watching for stops")?;
 
     let cmd = command::build(&args.command, caller, foreground);
     let child = match handle.spawn(cmd).await {
@@ -59,6 +61,7 @@ pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result
                 tracing::debug!(signal = signals::name(number), "received");
                 target.send(number);
             }
+            () = stops.changed() => stops.follow(cmd_id, &target),
         }
     };
     tracing::info!(pid = cmd_id.pid, %name, %status, "command exited");

@@ -174,6 +174,21 @@ impl Run {
     }
 }
 
+/// Sends `signal` to a pinned process through a fresh pidfd, after checking
+/// that the pid still names the pinned process (same start time).
+pub(crate) fn signal_pinned(proc: &Proc, signal: rustix::process::Signal) {
+    let pid = rustix::process::Pid::from_raw(proc.pid).expect("positive pid");
+    let pidfd =
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).expect("pidfd_open");
+    let stat = crate::common::read_stat(proc.pid).expect("still there");
+    assert_eq!(
+        stat.start_time, proc.start_time,
+        "pid {} was reused",
+        proc.pid
+    );
+    rustix::process::pidfd_send_signal(&pidfd, signal).expect("pidfd_send_signal");
+}
+
 /// How a [`Run`] ended.
 #[derive(Debug)]
 pub(crate) struct Finished {
