@@ -61,7 +61,7 @@ impl<'a> Cleanup<'a> {
     }
 
     /// Terminates every descendant and waits until none is left, or until
-    /// the bound. `events` must have been subscribed before CMD exited;
+    /// the bound. `events` must have been subscribed before the first walk;
     /// `signals` are the signals pidguard receives meanwhile.
     pub(crate) async fn run(
         mut self,

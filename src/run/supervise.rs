@@ -2,8 +2,7 @@
 //! signals until it exits, clean up its leftovers, and report its status.
 
 use anyhow::Context as _;
-use monitor_core::{Config, Error, Event, Monitor, ReapPolicy};
-use tokio::sync::broadcast;
+use monitor_core::{Config, Error, Monitor, ReapPolicy};
 
 use super::args::RunArgs;
 use super::caller::{self, CallerSignals};
@@ -12,10 +11,10 @@ use super::leftovers::{self, Cleanup, Outcome};
 use super::signals::{self, Target};
 use super::{command, exit_code};
 
-/// Events a subscriber may fall behind by before it sees `Lagged`. A burst
-/// of reaped zombies can outrun the cleanup loop; lagging is harmless there
-/// (it walks the tree again), but each lag costs a log line's detail.
-const EVENT_CAPACITY: usize = 16 * 1024;
+/// Events the cleanup may fall behind by before it sees `Lagged`. Lagging
+/// is harmless there (it looks at its children again), but the missed
+/// events' log lines are lost; the slots are allocated up front.
+const EVENT_CAPACITY: usize = 4096;
 
 /// Runs CMD under the monitor and returns pidguard's exit code.
 pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result<u8> {
@@ -30,7 +29,6 @@ pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result
     config.event_capacity = EVENT_CAPACITY;
     let monitor = Monitor::spawn(config).context("starting the monitor")?;
     let handle = monitor.handle();
-    let mut events = handle.subscribe().await.context("subscribing to events")?;
     // Listening before CMD starts: nothing sent meanwhile is lost.
     let mut received = signals::listen().context("installing signal handlers")?;
     let foreground = caller::owns_terminal_foreground();
@@ -77,7 +75,9 @@ pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result
             tracing::info!(?left, "leaving the command's descendants running");
         }
     } else {
-        drain(&mut events);
+        // Subscribed only now: nothing before matters to the cleanup, which
+        // starts by walking the tree, and a long run's events never pile up.
+        let mut events = handle.subscribe().await.context("subscribing to events")?;
         if let Outcome::GaveUp(left) = Cleanup::new(&handle, args.grace)
             .run(&mut events, &mut received)
             .await
@@ -87,10 +87,4 @@ pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result
     }
     monitor.shutdown().await;
     Ok(exit_code::of_status(status))
-}
-
-/// Drops the events of the run so far: the cleanup looks only at what
-/// happens from now on (it walks the tree first anyway).
-fn drain(events: &mut broadcast::Receiver<Event>) {
-    while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = events.try_recv() {}
 }
