@@ -143,6 +143,35 @@ fn a_tree_of_leftovers_is_signalled_at_once() {
     }
 }
 
+/// A child a leftover starts after pidguard's first walk of the tree (here:
+/// in its SIGTERM trap) is found when that leftover dies and comes to
+/// pidguard (the look at its children after a `Reaped` event), and is
+/// terminated in turn; without that look pidguard would wait out its
+/// bound and exit with the child still running.
+#[test]
+fn a_child_started_during_the_grace_period_is_found_when_its_parent_dies() {
+    let mut procs = Procs::new();
+    let (mut run, leftovers) = start(&mut procs, &["-v", "--grace", "300ms"], &["late"], 1);
+    release(&mut run);
+    let line = run.expect_line(SOON, "late <pid>", |l| l.starts_with("late "));
+    let late = procs.pin(line["late ".len()..].trim().parse().expect("a pid"));
+    let finished = run.finish(&mut procs, SOON);
+    assert_eq!(finished.code(), 0, "{finished:?}");
+    assert!(leftovers[0].is_reaped(), "{finished:?}");
+    assert!(late.is_reaped(), "the late child is left: {finished:?}");
+    let signalled = log_lines(&finished, late.pid, "leftover signalled");
+    assert!(
+        signalled.iter().any(|l| l.contains("SIGKILL")),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        !finished.stderr.contains("giving up"),
+        "ran into the bound: {}",
+        finished.stderr
+    );
+}
+
 /// `--grace 0`: a leftover that ignores SIGTERM is SIGKILLed at once, and
 /// never sent SIGTERM first.
 #[test]

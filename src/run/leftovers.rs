@@ -119,8 +119,10 @@ impl<'a> Cleanup<'a> {
             {
                 continue;
             }
-            self.take(pid).await;
+            // Its children as they were before it was signalled: whatever
+            // it starts in answer comes to pidguard when it dies.
             pending.extend(procfs::children(&pid.to_string()));
+            self.take(pid).await;
         }
         any
     }
