@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use monitor_core::{Error, Event, MonitorHandle, ProcessId, TrackOptions};
 use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::procfs;
@@ -32,8 +33,8 @@ struct Leftover {
 }
 
 /// The cleanup of CMD's leftovers.
-pub(crate) struct Cleanup<'a> {
-    monitor: &'a MonitorHandle,
+pub(crate) struct Cleanup {
+    monitor: MonitorHandle,
     grace: Duration,
     /// Set by a second SIGTERM/SIGINT (or `--grace 0`): SIGKILL at once.
     kill_now: bool,
@@ -49,9 +50,9 @@ pub(crate) enum Outcome {
     GaveUp(Vec<i32>),
 }
 
-impl<'a> Cleanup<'a> {
+impl Cleanup {
     /// A cleanup that terminates through `monitor` with `grace`.
-    pub(crate) fn new(monitor: &'a MonitorHandle, grace: Duration) -> Self {
+    pub(crate) fn new(monitor: MonitorHandle, grace: Duration) -> Self {
         Self {
             monitor,
             grace,
@@ -104,14 +105,17 @@ impl<'a> Cleanup<'a> {
     /// Walks the descendant tree and terminates (or kills) every process
     /// not yet handled. Returns whether pidguard had a child at the start.
     ///
-    /// It does not descend into leftovers already handled: their subtrees
-    /// were walked when they were found, and whatever they fork later comes
-    /// to pidguard (and into this walk) when they die. So after the first
-    /// walk, each one reads pidguard's own children list and the subtrees
-    /// of the processes that are new in it, not the whole tree again.
+    /// The walk reads the tree first and signals after, so a leftover's
+    /// children are the ones it had before it was signalled (whatever it
+    /// starts in answer comes to pidguard when it dies). It does not descend
+    /// into leftovers already handled: their subtrees were walked when they
+    /// were found, and what they fork later comes to pidguard (and into this
+    /// walk) when they die. So after the first walk, each one reads
+    /// pidguard's own children list and the subtrees of new processes only.
     async fn sweep(&mut self) -> bool {
         let mut pending = procfs::children("self");
         let any = !pending.is_empty();
+        let mut found = Vec::new();
         while let Some(pid) = pending.pop() {
             let start_time = procfs::start_time(pid);
             if let Some(known) = self.leftovers.get(&pid)
@@ -119,50 +123,21 @@ impl<'a> Cleanup<'a> {
             {
                 continue;
             }
-            // Its children as they were before it was signalled: whatever
-            // it starts in answer comes to pidguard when it dies.
             pending.extend(procfs::children(&pid.to_string()));
-            self.take(pid).await;
+            found.push(pid);
+        }
+        // All at once: the monitor takes the requests back to back instead
+        // of one round trip after the other.
+        let mut takes = JoinSet::new();
+        for pid in found {
+            takes.spawn(take(self.monitor.clone(), pid, self.grace, self.kill_now));
+        }
+        while let Some(taken) = takes.join_next().await {
+            if let Ok(Some((pid, leftover))) = taken {
+                self.leftovers.insert(pid, leftover);
+            }
         }
         any
-    }
-
-    /// Tracks one leftover through the monitor and starts its termination.
-    async fn take(&mut self, pid: i32) {
-        let name = procfs::command_name(pid);
-        let options = TrackOptions::new().grace(self.grace);
-        let tracked = match self.monitor.track_with(pid, options).await {
-            Ok(tracked) => tracked,
-            // Exited meanwhile (the monitor reaps it), or already handled.
-            Err(Error::NoSuchProcess { .. } | Error::AlreadyExited { .. }) => return,
-            Err(Error::AlreadyTracked { id }) => {
-                self.leftovers.insert(pid, Leftover { id, name });
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(pid, name, %error, "cannot terminate leftover");
-                return;
-            }
-        };
-        let stop = if self.kill_now {
-            self.monitor.kill(pid).await
-        } else {
-            self.monitor.terminate(pid).await
-        };
-        match stop {
-            Ok(_) => {
-                self.leftovers.insert(
-                    pid,
-                    Leftover {
-                        id: tracked.id,
-                        name,
-                    },
-                );
-            }
-            // It exited between the two requests: the monitor settled it.
-            Err(Error::NotTracked { .. }) => {}
-            Err(error) => tracing::warn!(pid, name, %error, "cannot terminate leftover"),
-        }
     }
 
     /// Logs what the monitor did to a leftover, and forgets reaped ones.
@@ -219,6 +194,48 @@ impl<'a> Cleanup<'a> {
         for pid in pids {
             // Gone meanwhile (NotTracked) is what we want anyway.
             let _ = self.monitor.kill(pid).await;
+        }
+    }
+}
+
+/// Tracks one leftover through the monitor and starts its termination
+/// (SIGKILL at once with `kill`). Returns it if it is now being handled.
+async fn take(
+    monitor: MonitorHandle,
+    pid: i32,
+    grace: Duration,
+    kill: bool,
+) -> Option<(i32, Leftover)> {
+    let name = procfs::command_name(pid);
+    let options = TrackOptions::new().grace(grace);
+    let tracked = match monitor.track_with(pid, options).await {
+        Ok(tracked) => tracked,
+        // Exited meanwhile (the monitor reaps it), or already handled.
+        Err(Error::NoSuchProcess { .. } | Error::AlreadyExited { .. }) => return None,
+        Err(Error::AlreadyTracked { id }) => return Some((pid, Leftover { id, name })),
+        Err(error) => {
+            tracing::warn!(pid, name, %error, "cannot terminate leftover");
+            return None;
+        }
+    };
+    let stop = if kill {
+        monitor.kill(pid).await
+    } else {
+        monitor.terminate(pid).await
+    };
+    match stop {
+        Ok(_) => Some((
+            pid,
+            Leftover {
+                id: tracked.id,
+                name,
+            },
+        )),
+        // It exited between the two requests: the monitor settled it.
+        Err(Error::NotTracked { .. }) => None,
+        Err(error) => {
+            tracing::warn!(pid, name, %error, "cannot terminate leftover");
+            None
         }
     }
 }

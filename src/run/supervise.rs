@@ -78,7 +78,7 @@ pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result
         // Subscribed only now: nothing before matters to the cleanup, which
         // starts by walking the tree, and a long run's events never pile up.
         let mut events = handle.subscribe().await.context("subscribing to events")?;
-        if let Outcome::GaveUp(left) = Cleanup::new(&handle, args.grace)
+        if let Outcome::GaveUp(left) = Cleanup::new(handle.clone(), args.grace)
             .run(&mut events, &mut received)
             .await
         {
