@@ -68,7 +68,9 @@ fn a_pid_1_that_does_not_reap_leaves_zombies() {
     let line = run.expect_line(Duration::from_secs(30), "left ...", |l| {
         l.starts_with("left ") || l.starts_with("gone ")
     });
-    assert!(line.starts_with("left 100 zombies="), "{line}");
+    // "left N zombies=Z": an orphan whose sleep ends before its shell
+    // exits may be reaped by that shell, so N is not always 100.
+    assert!(line.starts_with("left "), "{line}");
     let zombies: u32 = line
         .rsplit_once('=')
         .and_then(|(_, n)| n.parse().ok())

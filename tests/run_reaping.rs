@@ -96,8 +96,15 @@ fn without_pidguard_the_same_fixture_leaves_zombies() {
     let group = fixture_pid(&mut run);
     let finished = run.finish(&mut procs, Duration::from_secs(30));
     assert_eq!(finished.code(), 1, "{finished:?}");
+    // "left N zombies=Z": an orphan whose sleep ends before its shell
+    // exits may be reaped by that shell, so N is not always 100.
     let last = finished.stdout.last().cloned().unwrap_or_default();
-    assert!(last.starts_with("left 100 zombies="), "{finished:?}");
+    let zombies: u32 = last
+        .strip_prefix("left ")
+        .and_then(|rest| rest.rsplit_once("zombies="))
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or_else(|| panic!("not a `left N zombies=Z` line: {finished:?}"));
+    assert!(zombies > 0, "{finished:?}");
     let zombies: Vec<i32> = members_of_group(group)
         .into_iter()
         .filter(|&pid| read_stat(pid).is_some_and(|s| s.exited() && s.ppid == common::my_pid()))
