@@ -1,7 +1,8 @@
-//! The `pidguard` command: the monitoring daemon and the client commands
-//! that talk to it. Each subcommand lives in its own module; this file
-//! only parses the command line, dispatches, and turns the result into an
-//! exit code (see `exit`).
+//! The `pidguard` command: a thin dispatcher. It parses the command line,
+//! hands each subcommand to its own module, and turns the outcome into the
+//! process's exit code. Everything a subcommand does lives in its module:
+//! `run` (the supervisor), `daemon` (the monitoring service) and `client`
+//! (the commands that talk to it).
 
 #![cfg(target_os = "linux")]
 
@@ -10,14 +11,17 @@ mod daemon;
 mod exit;
 mod paths;
 mod protocol;
+mod run;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// A process guardian: cleans up the processes whose parent died.
+/// A process guardian for Linux: supervise a command as its init, or run a
+/// monitoring service that cleans up the processes whose parent died.
 #[derive(Debug, Parser)]
-#[command(name = "pidguard", version, about)]
+#[command(name = "pidguard", version, about, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -25,6 +29,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run CMD as its init: reap every child, forward signals, exit with
+    /// CMD's status, then terminate every descendant CMD left behind.
+    Run(run::RunArgs),
     /// Run the monitoring service on a Unix socket.
     Daemon(daemon::DaemonArgs),
     /// Register processes: when a process's parent dies, it is cleaned up.
@@ -38,15 +45,38 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Daemon(args) => daemon::main(args),
-        Command::Track(args) => client_command(|| client::track(args)),
-        Command::Untrack(args) => client_command(|| client::untrack(args)),
-        Command::Status(args) => client_command(|| client::status(args)),
-        Command::Events(args) => client_command(|| client::events(args)),
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // `--help` and `--version` come through here too, as "errors"
+            // printed to stdout; only real usage errors get a usage code.
+            let _ = error.print();
+            return if !error.use_stderr() {
+                ExitCode::SUCCESS
+            } else if std::env::args().nth(1).as_deref() == Some("run") {
+                // `run` passes CMD's own codes through, so its usage errors
+                // need a code no CMD is likely to mean (see docs/run.md).
+                ExitCode::from(run::exit_code::OWN_FAILURE)
+            } else {
+                ExitCode::from(exit::Code::Usage as u8)
+            };
+        }
     };
-    exit::report(result)
+    match cli.command {
+        Command::Run(args) => match run::main(args) {
+            Ok(code) => ExitCode::from(code),
+            Err(error) => {
+                // Printed once, with every cause, and a code of its own.
+                let _ = writeln!(std::io::stderr(), "pidguard: {error:#}");
+                ExitCode::from(run::exit_code::OWN_FAILURE)
+            }
+        },
+        Command::Daemon(args) => exit::report(daemon::main(&args)),
+        Command::Track(args) => exit::report(client_command(|| client::track(&args))),
+        Command::Untrack(args) => exit::report(client_command(|| client::untrack(&args))),
+        Command::Status(args) => exit::report(client_command(|| client::status(&args))),
+        Command::Events(args) => exit::report(client_command(|| client::events(&args))),
+    }
 }
 
 fn client_command(run: impl FnOnce() -> Result<(), exit::Failure>) -> Result<(), exit::Failure> {

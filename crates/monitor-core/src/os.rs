@@ -132,7 +132,10 @@ impl LinuxOs {
     pub(crate) fn new() -> Self {
         Self {
             my_pid: rustix::process::getpid().as_raw_nonzero().get(),
-            my_pgrp: rustix::process::getpgrp().as_raw_nonzero().get(),
+            // Not rustix's getpgrp, which asserts a positive id: as PID 1 of
+            // a new pid namespace, this process's group lies outside the
+            // namespace and reads as 0.
+            my_pgrp: nix::unistd::getpgrp().as_raw(),
             use_pidfd: true,
         }
     }

@@ -1,0 +1,73 @@
+//! Job control at a terminal: when CMD is stopped from the terminal
+//! (Ctrl-Z sends SIGTSTP to CMD's foreground group, not to pidguard),
+//! pidguard stops too, so the shell that started pidguard sees its job
+//! stopped and gets the terminal back. When the shell continues pidguard
+//! (`fg` or `bg`), pidguard continues CMD, and hands the terminal to CMD
+//! again if it was continued in the foreground.
+//!
+//! Only when pidguard handed CMD the terminal's foreground (see
+//! `caller::owns_terminal_foreground`) and is not PID 1 (PID 1 cannot be
+//! stopped, and has no shell waiting for it).
+
+use std::io;
+
+use monitor_core::ProcessId;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+use super::caller;
+use super::procfs;
+use super::signals::Target;
+
+/// Watches for CMD being stopped: a SIGCHLD listener of pidguard's own
+/// (next to the monitor's), which must exist before CMD starts.
+pub(crate) struct StopWatch {
+    sigchld: Option<Signal>,
+}
+
+impl StopWatch {
+    /// A watch when job control applies, an inert one otherwise.
+    pub(crate) fn new(applies: bool) -> io::Result<Self> {
+        let sigchld = if applies {
+            Some(signal(SignalKind::child())?)
+        } else {
+            None
+        };
+        Ok(Self { sigchld })
+    }
+
+    /// Resolves at the next SIGCHLD; never when job control does not apply.
+    pub(crate) async fn changed(&mut self) {
+        match self.sigchld.as_mut() {
+            Some(sigchld) => {
+                if sigchld.recv().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+
+    /// After a SIGCHLD: if CMD is stopped, stop pidguard until the shell
+    /// continues it, then continue CMD.
+    pub(crate) fn follow(&self, cmd: ProcessId, target: &Target) {
+        if self.sigchld.is_none() || !procfs::is_stopped(cmd) {
+            return;
+        }
+        tracing::info!(pid = cmd.pid, "command stopped; stopping too");
+        caller::take_terminal_foreground();
+        // The whole process stops here, before the call returns, and goes
+        // on when the shell sends SIGCONT.
+        let me = rustix::process::getpid();
+        if let Err(error) = rustix::process::kill_process(me, rustix::process::Signal::STOP) {
+            tracing::warn!(%error, "could not stop");
+        }
+        // `fg` gave the terminal to pidguard's group: hand it on to CMD
+        // before CMD runs, or its first read would stop it again. After
+        // `bg` the shell kept the terminal, and so does CMD's group.
+        if caller::owns_terminal_foreground() {
+            caller::give_terminal_foreground(cmd.pid);
+        }
+        tracing::info!(pid = cmd.pid, "continued; continuing the command");
+        target.send(libc::SIGCONT);
+    }
+}

@@ -1,0 +1,90 @@
+//! One run: start the monitor and the signal listeners, spawn CMD, forward
+//! signals until it exits, clean up its leftovers, and report its status.
+
+use anyhow::Context as _;
+use monitor_core::{Config, Error, Monitor, ReapPolicy};
+
+use super::args::RunArgs;
+use super::caller::{self, CallerSignals};
+use super::job_control::StopWatch;
+use super::leftovers::{self, Cleanup, Outcome};
+use super::signals::{self, Target};
+use super::{command, exit_code};
+
+/// Events the cleanup may fall behind by before it sees `Lagged`. Lagging
+/// is harmless there (it looks at its children again), but the missed
+/// events' log lines are lost; the slots are allocated up front.
+const EVENT_CAPACITY: usize = 4096;
+
+/// Runs CMD under the monitor and returns pidguard's exit code.
+pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result<u8> {
+    let as_init = rustix::process::getpid().as_raw_nonzero().get() == 1;
+    // PID 1 gets every orphan of its namespace already; anywhere else
+    // pidguard becomes a subreaper so CMD's orphans come to it, not to init.
+    let mut config = Config::default();
+    config.reap_policy = ReapPolicy::AllChildren;
+    config.subreaper = !as_init;
+    config.grace = args.grace;
+    config.kill_timeout = leftovers::KILL_WAIT;
+    config.event_capacity = EVENT_CAPACITY;
+    let monitor = Monitor::spawn(config).context("starting the monitor")?;
+    let handle = monitor.handle();
+    // Listening before CMD starts: nothing sent meanwhile is lost.
+    let mut received = signals::listen().context("installing signal handlers")?;
+    let foreground = caller::owns_terminal_foreground();
+    tracing::debug!(as_init, foreground, "starting");
+    let mut stops = StopWatch::new(foreground && !as_init).context("watching for stops")?;
+
+    let cmd = command::build(&args.command, caller, foreground);
+    let child = match handle.spawn(cmd).await {
+        Ok(child) => child,
+        Err(Error::Spawn { program, source }) => {
+            tracing::error!(program, error = %source, "cannot run the command");
+            monitor.shutdown().await;
+            return Ok(exit_code::of_spawn_error(&source));
+        }
+        Err(other) => return Err(other).context("starting the command"),
+    };
+    let cmd_id = child.id();
+    let name = args.command[0].to_string_lossy();
+    tracing::info!(pid = cmd_id.pid, %name, "command started");
+    let target = Target::for_command(cmd_id, args.signal_group);
+
+    let exited = child.wait();
+    tokio::pin!(exited);
+    let status = loop {
+        tokio::select! {
+            status = &mut exited => break status.context("waiting for the command")?,
+            Some(number) = received.recv() => {
+                tracing::debug!(signal = signals::name(number), "received");
+                target.send(number);
+            }
+            () = stops.changed() => stops.follow(cmd_id, &target),
+        }
+    };
+    tracing::info!(pid = cmd_id.pid, %name, %status, "command exited");
+    if foreground {
+        // Take the terminal back, so a Ctrl-C during the cleanup reaches
+        // pidguard (and skips the grace period) rather than a leftover.
+        caller::take_terminal_foreground();
+    }
+
+    if args.leave_orphans {
+        let left = super::procfs::children("self");
+        if !left.is_empty() {
+            tracing::info!(?left, "leaving the command's descendants running");
+        }
+    } else {
+        // Subscribed only now: nothing before matters to the cleanup, which
+        // starts by walking the tree, and a long run's events never pile up.
+        let mut events = handle.subscribe().await.context("subscribing to events")?;
+        if let Outcome::GaveUp(left) = Cleanup::new(handle.clone(), args.grace)
+            .run(&mut events, &mut received)
+            .await
+        {
+            tracing::warn!(?left, "exiting with leftovers that would not die");
+        }
+    }
+    monitor.shutdown().await;
+    Ok(exit_code::of_status(status))
+}
