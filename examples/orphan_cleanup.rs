@@ -2,8 +2,9 @@
 //!
 //! A shell starts a `sleep` that ignores SIGTERM; the monitor tracks the
 //! `sleep` with the shell as its parent. The shell is then killed, which
-//! orphans the `sleep`: the monitor notices, sends SIGTERM, waits out the
-//! grace period, sends SIGKILL, and reports every step.
+//! orphans the `sleep`: the monitor notices at once (the shell's pidfd
+//! wakes it; the 60 s scan never comes into it), sends SIGTERM, waits out
+//! the grace period, sends SIGKILL, and reports every step.
 //!
 //! Run it with `cargo run --example orphan_cleanup`.
 
@@ -16,7 +17,7 @@ use monitor_core::{Event, Monitor};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let monitor = Monitor::builder()
-        .check_interval(Duration::from_millis(200))
+        .check_interval(Duration::from_secs(60))
         .grace(Duration::from_millis(500))
         .spawn()?;
     let handle = monitor.handle();
