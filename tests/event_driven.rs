@@ -111,8 +111,11 @@ async fn a_stubborn_orphan_is_killed_at_the_deadline_and_its_exit_seen_at_once()
             |e| matches!(e, Event::Killed { id } if *id == orphan.id()),
         )
         .await;
+    // Both are arrival times at the log, which lag emission by scheduling
+    // noise only.
+    let noise = Duration::from_millis(50);
     assert!(
-        killed_at - signalled_at >= Duration::from_millis(300),
+        killed_at - signalled_at + noise >= Duration::from_millis(300),
         "SIGKILL only after the grace period"
     );
     log.wait_for(

@@ -139,8 +139,10 @@ async fn sigterm_ignoring_orphan_is_killed_after_the_grace_period() {
     let sleep = shell.kid().clone();
     let id = handle.track(sleep.pid).await.unwrap().id;
 
-    procs.kill_and_reap(&shell.proc);
+    // Taken before the kill, so SIGKILL cannot come sooner than a grace
+    // period after it (the orphan is signalled before the shell is reaped).
     let parent_died = Instant::now();
+    procs.kill_and_reap(&shell.proc);
     let (orphaned_at, _) = log
         .wait_for(
             SOON,
@@ -214,12 +216,16 @@ async fn fifty_stubborn_orphans_take_about_one_grace_period() {
     }
     assert_eq!(handle.status().await.unwrap().tracked_count, N);
 
-    procs.kill_and_reap(&shell.proc);
+    // Taken before the kill: the orphans are signalled within a
+    // millisecond of it, before the shell is even reaped, so this is the
+    // sound lower bound for their SIGKILL.
     let parent_died = Instant::now();
-    let elapsed = wait_until(Duration::from_secs(15), "all 50 orphans are dead", || {
+    procs.kill_and_reap(&shell.proc);
+    wait_until(Duration::from_secs(15), "all 50 orphans are dead", || {
         shell.kids.iter().all(common::Proc::is_dead)
     })
     .await;
+    let elapsed = parent_died.elapsed();
     eprintln!(
         "{N} stubborn orphans with a {grace:?} grace: all dead {elapsed:?} after their parent"
     );
