@@ -306,7 +306,11 @@ async fn per_track_signal_overrides_the_default() {
     let mut procs = Procs::new();
     let (monitor, handle, mut log) = common::fast_monitor(Duration::from_secs(60)).await;
 
-    let shell = procs.spawn_shell(STUBBORN, 1);
+    // The shell ignores SIGINT before the fork, so the sleep ignores it from
+    // its first instant (a non-interactive shell also makes its background
+    // jobs ignore SIGINT, but only after the fork, which a fast SIGINT can
+    // beat).
+    let shell = procs.spawn_shell("trap '' INT; sleep 300 & echo $!; wait", 1);
     let sleep = shell.kid().clone();
     let options = TrackOptions::new()
         .signal(Signal::INT)
@@ -316,8 +320,8 @@ async fn per_track_signal_overrides_the_default() {
     assert_eq!(tracked.grace, Duration::from_millis(300));
     let id = tracked.id;
     procs.kill_and_reap(&shell.proc);
-    // A background job of a non-interactive shell ignores SIGINT, so the
-    // SIGKILL must come after the per-track 300 ms, not the default 60 s.
+    // The sleep ignores SIGINT, so the SIGKILL must come after the
+    // per-track 300 ms, not the default 60 s.
     let (_, signalled) = log
         .wait_for(
             SOON,
