@@ -12,7 +12,7 @@ mod common;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::{Proc, Procs, SOON, event_pid, wait_for_more_scans, wait_for_status, wait_until};
+use common::{Proc, Procs, SOON, wait_for_more_scans, wait_for_status, wait_until};
 use monitor_core::{Event, Monitor, TrackOptions};
 
 /// Serializes the tests that steer pid allocation.
@@ -106,7 +106,7 @@ async fn reused_pid_is_never_signalled() {
         matches!(
             e,
             Event::Orphaned { .. } | Event::Signalled { .. } | Event::Killed { .. }
-        ) && event_pid(e) == Some(pid)
+        ) && e.pid() == Some(pid)
     });
     log.wait_for(
         SOON,

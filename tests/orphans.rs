@@ -11,7 +11,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Procs, SOON, event_id, wait_for_more_scans, wait_for_status, wait_until};
+use common::{Procs, SOON, wait_for_more_scans, wait_for_status, wait_until};
 use monitor_core::{Event, Monitor, OrphanAction, ProcessState, Signal, TrackOptions};
 
 /// A sleep that ignores SIGTERM, started in the background by the shell.
@@ -113,7 +113,7 @@ async fn grandchild_with_a_living_parent_is_left_alone() {
         matches!(
             e,
             Event::Orphaned { .. } | Event::Signalled { .. } | Event::Killed { .. }
-        ) && event_id(e) == Some(id)
+        ) && e.id() == Some(id)
     });
     assert!(sleep.is_running(), "the grandchild was harmed");
     let entry = status
@@ -281,7 +281,7 @@ async fn notify_action_reports_and_leaves_the_orphan_running() {
     let status = wait_for_more_scans(&handle, 3, SOON).await;
     assert!(sleep.is_running(), "a notify-only orphan was harmed");
     log.assert_none("signals for a notify-only orphan", |e| {
-        matches!(e, Event::Signalled { .. } | Event::Killed { .. }) && event_id(e) == Some(id)
+        matches!(e, Event::Signalled { .. } | Event::Killed { .. }) && e.id() == Some(id)
     });
     let entry = status
         .tracked

@@ -13,8 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    EventLog, Proc, Procs, SOON, event_id, exit_on_eof, wait_for_more_scans, wait_for_status,
-    wait_until,
+    EventLog, Proc, Procs, SOON, exit_on_eof, wait_for_more_scans, wait_for_status, wait_until,
 };
 use monitor_core::{Event, ExitStatus, Monitor, MonitorHandle, OwnedChild, ShutdownPolicy};
 
@@ -259,7 +258,7 @@ async fn exited_grandchild_is_untracked() {
     assert!(status.tracked.iter().all(|t| t.id != id));
     assert!(status.counters.exited >= 1);
     log.assert_none("orphan handling of a process whose parent lives", |e| {
-        matches!(e, Event::Orphaned { .. } | Event::Signalled { .. }) && event_id(e) == Some(id)
+        matches!(e, Event::Orphaned { .. } | Event::Signalled { .. }) && e.id() == Some(id)
     });
     assert!(
         shell.proc.is_running(),

@@ -1,35 +1,10 @@
 //! A monitor's events: [`EventLog`] timestamps each one as it arrives and
-//! waits for a specific one with a deadline; [`event_id`] and [`event_pid`]
-//! say which process an event is about.
+//! waits for a specific one with a deadline.
 
 use std::time::{Duration, Instant};
 
 use monitor_core::{Event, MonitorHandle, ProcessId};
 use tokio::sync::{broadcast, mpsc};
-
-/// The process an event is about (`Reaped` only names a pid).
-pub(crate) fn event_id(event: &Event) -> Option<ProcessId> {
-    match event {
-        Event::Tracked { id, .. }
-        | Event::Untracked { id }
-        | Event::Exited { id, .. }
-        | Event::Orphaned { id, .. }
-        | Event::Signalled { id, .. }
-        | Event::Killed { id }
-        | Event::Adopted { id }
-        | Event::UnownedZombie { id } => Some(*id),
-        Event::Error { id, .. } => *id,
-        _ => None,
-    }
-}
-
-/// The pid an event is about.
-pub(crate) fn event_pid(event: &Event) -> Option<i32> {
-    match event {
-        Event::Reaped { pid, .. } => Some(*pid),
-        other => event_id(other).map(|id| id.pid),
-    }
-}
 
 /// Waits for the next event matching `pred` on a raw receiver; panics after
 /// `timeout`, if events were lost, or if the monitor closed the stream.
@@ -165,7 +140,7 @@ impl EventLog {
 
     /// Every event recorded so far about `id`.
     pub(crate) fn about(&mut self, id: ProcessId) -> Vec<Event> {
-        self.matching(|e| event_id(e) == Some(id))
+        self.matching(|e| e.id() == Some(id))
             .into_iter()
             .map(|(_, e)| e)
             .collect()

@@ -39,7 +39,7 @@ mod wait;
 // Each test binary names a different subset of these, too.
 #[allow(unused_imports)]
 pub(crate) use self::{
-    events::{EventLog, event_id, event_pid, recv_matching},
+    events::{EventLog, recv_matching},
     monitor::{FAST_SCAN, fast_monitor, init_tracing, spawn_monitor},
     procfs::{ProcStat, children_of, my_pid, pid_max, read_stat},
     procs::{Proc, Procs, Shell, Spawned, exit_on_eof},

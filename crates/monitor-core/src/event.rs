@@ -83,6 +83,33 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The process the event is about: `None` for `Reaped` (which names only
+    /// a pid, see [`Event::pid`]) and for an `Error` about no process.
+    pub fn id(&self) -> Option<ProcessId> {
+        match self {
+            Self::Tracked { id, .. }
+            | Self::Untracked { id }
+            | Self::Exited { id, .. }
+            | Self::Orphaned { id, .. }
+            | Self::Signalled { id, .. }
+            | Self::Killed { id }
+            | Self::Adopted { id }
+            | Self::UnownedZombie { id } => Some(*id),
+            Self::Error { id, .. } => *id,
+            Self::Reaped { .. } => None,
+        }
+    }
+
+    /// The pid the event is about, `Reaped` included.
+    pub fn pid(&self) -> Option<i32> {
+        match self {
+            Self::Reaped { pid, .. } => Some(*pid),
+            other => other.id().map(|id| id.pid),
+        }
+    }
+}
+
 impl std::fmt::Display for Event {
     /// One line for logs and terminals, e.g. `4242@1234 orphaned (parent 4200@1200 died): terminate`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

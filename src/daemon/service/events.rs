@@ -12,7 +12,7 @@ use super::{OwnedEvent, Service};
 
 impl Service {
     pub(super) fn on_event(&mut self, event: Event) {
-        let id = event_id(&event);
+        let id = event.id();
         let uid = match (&event, id) {
             (Event::Untracked { id }, _) => self.untracked_owners.remove(id),
             (_, Some(id)) => self
@@ -50,21 +50,5 @@ impl Service {
         for pid in stale {
             self.remove(pid);
         }
-    }
-}
-
-/// The process an event is about.
-fn event_id(event: &Event) -> Option<ProcessId> {
-    match event {
-        Event::Tracked { id, .. }
-        | Event::Untracked { id }
-        | Event::Exited { id, .. }
-        | Event::Orphaned { id, .. }
-        | Event::Signalled { id, .. }
-        | Event::Killed { id }
-        | Event::Adopted { id }
-        | Event::UnownedZombie { id } => Some(*id),
-        Event::Error { id, .. } => *id,
-        _ => None,
     }
 }
