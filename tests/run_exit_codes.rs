@@ -154,3 +154,19 @@ fn rust_log_overrides_the_default() {
         assert!(finished.stderr.contains(line), "{}", finished.stderr);
     }
 }
+
+/// With `-vv`, every child pidguard reaps is logged with its command name
+/// (read from the zombie before it is reaped): here an orphaned `sleep`
+/// that CMD's subshell left behind.
+#[test]
+fn verbose_logs_name_each_reaped_child() {
+    let mut command = pidguard_run(&["-vv"], &["sh", "-c", "(sleep 0 &)"]);
+    command.env_remove("RUST_LOG");
+    let finished = run_to_end(&mut command);
+    assert_eq!(finished.code(), 0, "{finished:?}");
+    let reaped_sleep = finished
+        .stderr
+        .lines()
+        .any(|line| line.contains("reaped") && line.contains("command=\"sleep\""));
+    assert!(reaped_sleep, "{}", finished.stderr);
+}

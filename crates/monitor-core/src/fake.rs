@@ -208,7 +208,7 @@ impl Os for FakeOs {
         Err(io::Error::from(Errno::ECHILD))
     }
 
-    fn reap_any(&self) -> io::Result<Option<(i32, ExitStatus)>> {
+    fn reap_any(&self, _named: bool) -> io::Result<Option<crate::os::Reaped>> {
         Ok(None)
     }
 

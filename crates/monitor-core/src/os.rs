@@ -107,8 +107,10 @@ pub(crate) trait Os: Send + Sync + 'static {
     /// Only ever called for processes the monitor owns.
     fn reap(&self, handle: &ProcHandle) -> io::Result<Option<ExitStatus>>;
 
-    /// Reaps any one exited child (`ReapPolicy::AllChildren` only).
-    fn reap_any(&self) -> io::Result<Option<(i32, ExitStatus)>>;
+    /// Reaps any one exited child (`ReapPolicy::AllChildren` only). With
+    /// `named`, the zombie's command name is read first (for the log), at
+    /// the price of a second wait call.
+    fn reap_any(&self, named: bool) -> io::Result<Option<Reaped>>;
 
     /// The exited children of this process that nobody has reaped yet,
     /// leaving out the pids in `skip` (children the monitor owns).
@@ -116,6 +118,15 @@ pub(crate) trait Os: Send + Sync + 'static {
 
     /// Makes this process a child subreaper.
     fn set_subreaper(&self) -> io::Result<()>;
+}
+
+/// A child reaped by [`Os::reap_any`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reaped {
+    pub(crate) pid: i32,
+    pub(crate) status: ExitStatus,
+    /// Its command name, when asked for and still readable.
+    pub(crate) name: Option<String>,
 }
 
 /// The production [`Os`]: procfs, pidfds, `pidfd_send_signal`, `waitid`.
@@ -361,9 +372,29 @@ impl Os for LinuxOs {
         }
     }
 
-    fn reap_any(&self) -> io::Result<Option<(i32, ExitStatus)>> {
-        match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG) {
-            Ok(status) => Ok(wait_status(status)),
+    fn reap_any(&self, named: bool) -> io::Result<Option<Reaped>> {
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG;
+        let (id, name) = if named {
+            // Find one without reaping it, so its name can still be read;
+            // then reap exactly that one (an unreaped child keeps its pid).
+            match waitid(Id::All, flags | WaitPidFlag::WNOWAIT) {
+                Ok(status) => match wait_status(status) {
+                    Some((pid, _)) => {
+                        let name = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                            .ok()
+                            .map(|name| name.trim_end().to_owned());
+                        (Id::Pid(nix::unistd::Pid::from_raw(pid)), name)
+                    }
+                    None => return Ok(None),
+                },
+                Err(Errno::ECHILD) => return Ok(None),
+                Err(errno) => return Err(io::Error::from(errno)),
+            }
+        } else {
+            (Id::All, None)
+        };
+        match waitid(id, flags) {
+            Ok(status) => Ok(wait_status(status).map(|(pid, status)| Reaped { pid, status, name })),
             Err(Errno::ECHILD) => Ok(None),
             Err(errno) => Err(io::Error::from(errno)),
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::{Actor, Entry, Ownership};
-use crate::os::{Os, ProcHandle};
+use crate::os::{Os, ProcHandle, Reaped};
 use crate::status::ProcessState;
 use crate::{ErrorKind, Event, ExitStatus, ProcessId, ReapPolicy};
 
@@ -95,12 +95,15 @@ impl Actor {
     /// SIGCHLD or a tick: reap whatever the monitor may reap.
     pub(super) fn sweep(&mut self) {
         if self.config.reap_policy == ReapPolicy::AllChildren {
+            // Reading each zombie's name costs a second wait call; only
+            // for a log that shows it.
+            let named = tracing::enabled!(tracing::Level::DEBUG);
             loop {
-                match self.os.reap_any() {
-                    Ok(Some((pid, status))) => {
+                match self.os.reap_any(named) {
+                    Ok(Some(Reaped { pid, status, name })) => {
                         self.counters.reaped += 1;
                         self.emit(Event::Reaped { pid, status });
-                        tracing::debug!(pid, %status, "reaped");
+                        tracing::debug!(pid, command = name.as_deref().unwrap_or("?"), %status, "reaped");
                         if self.tracked.contains_key(&pid) {
                             self.finish(pid, Some(status));
                         }
