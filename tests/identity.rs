@@ -147,7 +147,9 @@ async fn reused_pid_can_be_tracked_again() {
     assert_eq!(tracked.id, reused.id());
     let status = handle.status().await.unwrap();
     assert_eq!(status.tracked_count, 1, "{status:#?}");
-    assert_eq!(status.counters.scans, 1, "no scan should have helped");
+    // At most the scan at start (it runs on the blocking pool and may
+    // still be in flight).
+    assert!(status.counters.scans <= 1, "no scan should have helped");
     monitor.shutdown().await;
     procs.kill_and_reap(&reused);
 }

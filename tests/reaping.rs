@@ -77,8 +77,10 @@ async fn assert_reaped_by_sigchld(
     })
     .await;
     let status = handle.status().await.unwrap();
-    assert_eq!(
-        status.counters.scans, 1,
+    // At most the scan at start (it runs on the blocking pool and may
+    // still be in flight).
+    assert!(
+        status.counters.scans <= 1,
         "a scan ran; SIGCHLD alone should have reaped"
     );
     assert_eq!(status.tracked_count, 0, "{status:#?}");

@@ -68,7 +68,10 @@ fn a_killed_shells_sleep_is_terminated_and_a_living_ones_is_not() {
         "SIGTERM sufficed: {counters}"
     );
     assert_eq!(counters["orphans_killed"], json!(0), "{counters}");
-    assert_eq!(counters["scans"], json!(1), "only the scan at start ran");
+    assert!(
+        counters["scans"].as_u64().is_some_and(|scans| scans <= 1),
+        "at most the scan at start ran: {counters}"
+    );
 }
 
 /// With `--tree`, the registered process's own children are followed: the
