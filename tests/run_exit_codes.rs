@@ -160,7 +160,11 @@ fn rust_log_overrides_the_default() {
 /// that CMD's subshell left behind.
 #[test]
 fn verbose_logs_name_each_reaped_child() {
-    let mut command = pidguard_run(&["-vv"], &["sh", "-c", "(sleep 0 &)"]);
+    // CMD's subshell leaves a `sleep` behind, and CMD waits until pidguard
+    // has reaped it, so it exits on its own (it is no leftover that a
+    // SIGTERM could catch before its exec, still named `sh`).
+    let script = "pid=$( (sleep 0 & echo $!) ); while [ -e /proc/$pid ]; do sleep 0.01; done";
+    let mut command = pidguard_run(&["-vv"], &["sh", "-c", script]);
     command.env_remove("RUST_LOG");
     let finished = run_to_end(&mut command);
     assert_eq!(finished.code(), 0, "{finished:?}");
