@@ -10,6 +10,7 @@ mod client;
 mod daemon;
 mod exit;
 mod paths;
+mod procfs;
 mod protocol;
 mod run;
 

@@ -40,22 +40,12 @@ pub(crate) fn owner(pid: i32) -> io::Result<u32> {
         .ok_or_else(|| io::Error::other(format!("/proc/{pid}/status has no readable Uid line")))
 }
 
-/// The start time of `pid` (field 22 of `/proc/<pid>/stat`).
-pub(crate) fn start_time(pid: i32) -> io::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name is in parentheses and may hold spaces or parentheses.
-    stat.rsplit_once(')')
-        .and_then(|(_, rest)| rest.split_ascii_whitespace().nth(19))
-        .and_then(|field| field.parse().ok())
-        .ok_or_else(|| io::Error::other(format!("/proc/{pid}/stat has no start time")))
-}
-
 /// Whether `id` is still that process and owned by `uid`: the check made
 /// after tracking, so a pid reused between the first owner check and the
 /// track cannot slip another user's process in.
 pub(crate) fn still_owned_by(id: ProcessId, uid: u32) -> bool {
     let owned = owner(id.pid).is_ok_and(|owner| owner == uid);
-    owned && start_time(id.pid).is_ok_and(|start| start == id.start_time)
+    owned && crate::procfs::start_time(id.pid) == Some(id.start_time)
 }
 
 #[cfg(test)]
@@ -67,7 +57,7 @@ mod tests {
         let me = i32::try_from(std::process::id()).expect("pid fits");
         let uid = rustix::process::getuid().as_raw();
         assert_eq!(owner(me).expect("own status"), uid);
-        let id = ProcessId::new(me, start_time(me).expect("own stat"));
+        let id = ProcessId::new(me, crate::procfs::start_time(me).expect("own stat"));
         assert!(still_owned_by(id, uid));
         assert!(!still_owned_by(ProcessId::new(me, id.start_time + 1), uid));
         assert!(

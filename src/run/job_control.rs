@@ -15,8 +15,8 @@ use monitor_core::ProcessId;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::caller;
-use super::procfs;
 use super::signals::Target;
+use crate::procfs;
 
 /// Watches for CMD being stopped: a SIGCHLD listener of pidguard's own
 /// (next to the monitor's), which must exist before CMD starts.

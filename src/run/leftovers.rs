@@ -17,8 +17,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::procfs;
 use super::signals;
+use crate::procfs;
 
 /// How long a leftover may take to vanish after SIGKILL before pidguard
 /// stops waiting for it (it is stuck in the kernel); the monitor's

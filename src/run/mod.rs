@@ -18,7 +18,8 @@
 //! - `supervise`: the run itself, from spawn to exit code.
 //! - `leftovers`: terminating what CMD left behind.
 //! - `job_control`: stopping with CMD when it is stopped from the terminal.
-//! - `exit_code`, `logging`, `procfs`: the small pieces.
+//! - `exit_code`, `logging`: the small pieces (the `/proc` reads are the
+//!   crate's `procfs`, shared with the daemon).
 
 mod args;
 mod caller;
@@ -27,7 +28,6 @@ pub(crate) mod exit_code;
 mod job_control;
 mod leftovers;
 mod logging;
-mod procfs;
 mod signals;
 mod supervise;
 

@@ -70,7 +70,7 @@ pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result
     }
 
     if args.leave_orphans {
-        let left = super::procfs::children("self");
+        let left = crate::procfs::children("self");
         if !left.is_empty() {
             tracing::info!(?left, "leaving the command's descendants running");
         }

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::Error;
 
 /// The shortest time between two sweeps triggered by SIGCHLD.
-pub(crate) const SWEEP_SPACING: Duration = Duration::from_millis(1);
+const SWEEP_SPACING: Duration = Duration::from_millis(1);
 
 /// Registers the SIGCHLD listener. Must run before the first sweep: a
 /// listener never sees signals sent before it existed.

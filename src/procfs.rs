@@ -1,30 +1,39 @@
-//! The few `/proc` reads `pidguard run` needs: a process's start time and
-//! command name, and the children of a process.
+//! The few `/proc` reads the binary needs besides the library's: a
+//! process's start time, whether it is stopped, its command name, and the
+//! children of a process.
 
 use std::fs;
+use std::str::SplitAsciiWhitespace;
+
+/// The fields of a `/proc/<pid>/stat` text after the command name (field 2,
+/// in parentheses, may hold anything), starting at field 3.
+fn after_command(text: &str) -> Option<SplitAsciiWhitespace<'_>> {
+    text.rsplit_once(')')
+        .map(|(_, rest)| rest.split_ascii_whitespace())
+}
+
+fn read_stat(pid: i32) -> Option<String> {
+    fs::read_to_string(format!("/proc/{pid}/stat")).ok()
+}
 
 /// Field 22 of `/proc/<pid>/stat` (clock ticks since boot), as the monitor
 /// records it in `ProcessId::start_time`.
 pub(crate) fn start_time(pid: i32) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold anything.
-    let (_, rest) = text.rsplit_once(')')?;
-    // `rest` starts at field 3, so field 22 is the 20th.
-    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+    // Field 22 is the 20th after the command name.
+    after_command(&read_stat(pid)?)?.nth(19)?.parse().ok()
 }
 
 /// Whether `id` is stopped (state `T`, e.g. by SIGTSTP): the stat read
 /// counts only if it shows `id`'s start time, so a reused pid reads false.
 pub(crate) fn is_stopped(id: monitor_core::ProcessId) -> bool {
-    let Ok(text) = fs::read_to_string(format!("/proc/{}/stat", id.pid)) else {
+    let Some(text) = read_stat(id.pid) else {
         return false;
     };
-    let Some((_, rest)) = text.rsplit_once(')') else {
+    let Some(mut fields) = after_command(&text) else {
         return false;
     };
-    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
-    fields.first() == Some(&"T")
-        && fields.get(19).and_then(|f| f.parse().ok()) == Some(id.start_time)
+    // Field 3 is the state; field 22 is 19 further on.
+    fields.next() == Some("T") && fields.nth(18).and_then(|f| f.parse().ok()) == Some(id.start_time)
 }
 
 /// The command name (`/proc/<pid>/comm`), or `"?"` once it is gone.
