@@ -76,16 +76,6 @@ pub(crate) enum Command {
     },
 }
 
-/// A command the run loop finishes outside the synchronous handler.
-enum Deferred {
-    Shutdown(oneshot::Sender<()>),
-    Spawn {
-        command: Box<std::process::Command>,
-        options: SpawnOptions,
-        reply: oneshot::Sender<Result<OwnedChild, Error>>,
-    },
-}
-
 /// How the actor learns that its process is gone in the shutdown wait.
 const SHUTDOWN_POLL: Duration = Duration::from_millis(5);
 
@@ -242,20 +232,8 @@ impl Actor {
             tokio::select! {
                 () = self.cancel.cancelled() => break,
                 command = inputs.commands.recv() => match command {
-                    Some(command) => match self.handle(command) {
-                        None => {}
-                        Some(Deferred::Shutdown(reply)) => {
-                            self.shut_down().await;
-                            // The caller may have stopped waiting; nothing to do then.
-                            let _ = reply.send(());
-                            return;
-                        }
-                        Some(Deferred::Spawn { command, options, reply }) => {
-                            // Nothing else runs until the child is registered,
-                            // so no sweep can reap it first.
-                            let result = self.spawn(*command, options).await;
-                            let _ = reply.send(result);
-                        }
+                    Some(command) => if self.handle(command).await {
+                        return;
                     },
                     // Every handle is gone: nobody can ask anything again.
                     None => break,
@@ -290,9 +268,9 @@ impl Actor {
         self.emit(Event::Error { id, kind, message });
     }
 
-    /// Answers one command; returns the ones that must await something
-    /// (shutdown, spawn), which the run loop finishes.
-    fn handle(&mut self, command: Command) -> Option<Deferred> {
+    /// Answers one command; returns whether it was a shutdown, after which
+    /// the actor is done.
+    async fn handle(&mut self, command: Command) -> bool {
         // A dropped reply receiver means the caller stopped waiting: the work
         // is done either way, so the failed sends below are ignored.
         match command {
@@ -330,11 +308,9 @@ impl Actor {
                 options,
                 reply,
             } => {
-                return Some(Deferred::Spawn {
-                    command,
-                    options,
-                    reply,
-                });
+                // Nothing else runs until the child is registered, so no
+                // sweep can reap it first.
+                let _ = reply.send(self.spawn(*command, options).await);
             }
             Command::Untrack { pid, reply } => {
                 let _ = reply.send(self.untrack(pid));
@@ -348,9 +324,13 @@ impl Actor {
             Command::Subscribe { reply } => {
                 let _ = reply.send(self.events.subscribe());
             }
-            Command::Shutdown { reply } => return Some(Deferred::Shutdown(reply)),
+            Command::Shutdown { reply } => {
+                self.shut_down().await;
+                let _ = reply.send(());
+                return true;
+            }
         }
-        None
+        false
     }
 
     fn snapshot(&mut self) -> Snapshot {
