@@ -8,15 +8,11 @@
 
 mod common;
 
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-
-use common::Procs;
+use common::{NOBODY, Procs};
 use monitor_core::{Error, Monitor};
 
 /// Set in the unprivileged re-run: the pid of the root process to try.
 const TARGET_VAR: &str = "PIDGUARD_TEST_ROOT_TARGET";
-const NOBODY: u32 = 65534;
 const THIS_TEST: &str = "an_unprivileged_monitor_cannot_track_a_root_process";
 
 /// As root: start a root process, re-run this test as nobody against it,
@@ -33,21 +29,7 @@ async fn an_unprivileged_monitor_cannot_track_a_root_process() {
     );
     let mut procs = Procs::new();
     let root_process = procs.sleep("300");
-    let output = Command::new(std::env::current_exe().expect("own path"))
-        .args(["--exact", THIS_TEST, "--nocapture", "--test-threads=1"])
-        .env(TARGET_VAR, root_process.pid.to_string())
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .stdin(Stdio::null())
-        .output()
-        .expect("re-run the test binary as nobody");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "the unprivileged side failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+    common::rerun_as_nobody(THIS_TEST, TARGET_VAR, &root_process.pid.to_string());
     assert!(root_process.is_running(), "the root process was harmed");
 }
 

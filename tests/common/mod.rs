@@ -16,14 +16,17 @@
 //!   waits for a specific one with a deadline.
 //! - [`fast_monitor`] / [`spawn_monitor`]: a monitor, its handle and an
 //!   [`EventLog`] of it, with tracing set up.
+//! - [`rerun_as_nobody`]: the current test, run again as uid 65534.
 //!
 //! # Layout
 //!
-//! - `procfs.rs`: reading `/proc` ([`read_stat`], [`pid_max`], [`my_pid`]).
+//! - `procfs.rs`: reading `/proc` ([`read_stat`], [`children_of`],
+//!   [`pid_max`], [`my_pid`]).
 //! - `procs.rs`: the process guards and shell fixtures.
 //! - `wait.rs`: the polling wait helpers and their [`POLL`] and [`SOON`].
-//! - `events.rs`: [`EventLog`] and which process an event is about.
+//! - `events.rs`: [`EventLog`].
 //! - `monitor.rs`: starting a monitor for a test.
+//! - `privileges.rs`: re-running a test unprivileged.
 //!
 //! Everything is re-exported here, so tests name it `common::X`.
 
@@ -32,6 +35,7 @@
 
 mod events;
 mod monitor;
+mod privileges;
 mod procfs;
 mod procs;
 mod wait;
@@ -41,6 +45,7 @@ mod wait;
 pub(crate) use self::{
     events::{EventLog, recv_matching},
     monitor::{FAST_SCAN, fast_monitor, init_tracing, spawn_monitor},
+    privileges::{NOBODY, rerun_as_nobody},
     procfs::{ProcStat, children_of, my_pid, pid_max, read_stat},
     procs::{Proc, Procs, Shell, Spawned, exit_on_eof},
     wait::{POLL, SOON, wait_for_more_scans, wait_for_status, wait_until, wait_until_blocking},

@@ -9,10 +9,9 @@ use std::process::{Command, Stdio};
 
 use serde_json::json;
 
-use crate::common::{Procs, SOON};
+use crate::common::{NOBODY, Procs, SOON};
 use crate::fixture::{Client, Daemon, TempDir};
 
-const NOBODY: u32 = 65534;
 const THIS_TEST: &str = "access::an_unprivileged_client_is_confined_to_its_own_processes";
 /// Set in the unprivileged re-run: "socket root_pid nobody_pid".
 const ROLE_VAR: &str = "PIDGUARD_TEST_UNPRIVILEGED_CLIENT";
@@ -44,29 +43,13 @@ fn an_unprivileged_client_is_confined_to_its_own_processes() {
     let mut root = daemon.client();
     root.track(root_process.pid);
 
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", THIS_TEST, "--nocapture", "--test-threads=1"])
-        .env(
-            ROLE_VAR,
-            format!(
-                "{} {} {}",
-                daemon.socket.display(),
-                root_process.pid,
-                nobody_process.pid
-            ),
-        )
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .stdin(Stdio::null())
-        .output()
-        .expect("re-run the test binary as nobody");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && stdout.contains("1 passed"),
-        "the unprivileged side failed ({}):\n{stdout}\n{stderr}",
-        output.status
+    let role = format!(
+        "{} {} {}",
+        daemon.socket.display(),
+        root_process.pid,
+        nobody_process.pid
     );
+    crate::common::rerun_as_nobody(THIS_TEST, ROLE_VAR, &role);
 
     // Root sees both registrations, with their owners, and may drop any.
     let status = root.ok(json!({"request": "status"}));
