@@ -309,8 +309,8 @@ async fn own_child_tracked_by_pid_is_left_for_its_owner_to_reap() {
     monitor.shutdown().await;
 }
 
-/// With `ShutdownPolicy::TerminateOwned`, shutdown terminates and reaps the
-/// owned children (a well-behaved one ends on SIGTERM, one that ignores it
+/// With `ShutdownPolicy::TerminateUnits` (the default, named here), shutdown
+/// terminates and reaps the owned children (a well-behaved one ends on SIGTERM, one that ignores it
 /// gets SIGKILL after the grace period; their `OwnedChild::wait`s get those
 /// statuses) and leaves a process that is only watched running.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,7 +320,7 @@ async fn shutdown_terminates_owned_children_and_leaves_watched_ones() {
     let monitor = Monitor::builder()
         .check_interval(Duration::from_millis(50))
         .grace(Duration::from_millis(300))
-        .shutdown(ShutdownPolicy::TerminateOwned)
+        .shutdown(ShutdownPolicy::TerminateUnits)
         .spawn()
         .unwrap();
     let handle = monitor.handle();
@@ -375,13 +375,16 @@ async fn shutdown_terminates_owned_children_and_leaves_watched_ones() {
     );
 }
 
-/// With the default `ShutdownPolicy::Leave`, an owned child keeps running
-/// after shutdown and its `OwnedChild::wait` reports `MonitorGone`.
+/// With `ShutdownPolicy::Leave`, an owned child keeps running after
+/// shutdown and its `OwnedChild::wait` reports `MonitorGone`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_leaves_owned_children_running_by_default() {
+async fn shutdown_with_leave_leaves_owned_children_running() {
     common::init_tracing();
     let mut procs = Procs::new();
-    let monitor = Monitor::builder().spawn().unwrap();
+    let monitor = Monitor::builder()
+        .shutdown(ShutdownPolicy::Leave)
+        .spawn()
+        .unwrap();
     let child = procs.sleep("300");
     let owned = monitor
         .handle()

@@ -2,7 +2,7 @@
 //! signals until it exits, clean up its leftovers, and report its status.
 
 use anyhow::Context as _;
-use monitor_core::{Config, Error, Monitor, ReapPolicy};
+use monitor_core::{Config, Error, Monitor, ReapPolicy, ShutdownPolicy};
 
 use super::args::RunArgs;
 use super::caller::{self, CallerSignals};
@@ -27,6 +27,11 @@ pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result
     config.grace = args.grace;
     config.kill_timeout = leftovers::KILL_WAIT;
     config.event_capacity = EVENT_CAPACITY;
+    // The leftovers are this run's own cleanup (`leftovers.rs`), after
+    // CMD's exit: CMD is tracked alone, and the monitor's shutdown leaves
+    // whatever `--leave-orphans` keeps.
+    config.tree = false;
+    config.shutdown = ShutdownPolicy::Leave;
     let monitor = Monitor::spawn(config).context("starting the monitor")?;
     let handle = monitor.handle();
     // Listening before CMD starts: nothing sent meanwhile is lost.

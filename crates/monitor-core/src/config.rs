@@ -30,17 +30,19 @@ impl std::fmt::Display for OrphanAction {
     }
 }
 
-/// Which processes an orphan action reaches.
+/// Which processes an orphan action (or a requested stop) reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrphanTarget {
-    /// The orphan alone.
+    /// The orphan alone. The rest of its unit follows when it exits: a
+    /// unit whose root is gone is ended (its members get the same action).
     Process,
-    /// The orphan and every descendant of it: those already tracked as its
-    /// tree, and those found in the children lists at that moment.
+    /// The orphan's whole unit: the root and every member, after a last
+    /// look for new ones, all signalled in the same instant.
     Tree,
-    /// Every process in the orphan's process group at that moment (never
-    /// the monitor's own group).
+    /// Every process in the orphan's process group at that moment that the
+    /// unit's owner may signal (never the monitor's own group). Each is
+    /// made a member of the unit first.
     Group,
 }
 
@@ -79,10 +81,15 @@ pub enum ShutdownPolicy {
     /// Leave every process running; owned children are neither signalled nor
     /// waited for.
     Leave,
-    /// Terminate the processes the monitor owns (signal, grace, `SIGKILL`)
-    /// and reap them before shutdown completes. Processes that are only
-    /// watched are left alone.
-    TerminateOwned,
+    /// Terminate every unit whose root the monitor spawned or was handed
+    /// (`spawn`, `track_child`), members included: each member gets its
+    /// termination signal, then `SIGKILL` after the grace period, and
+    /// shutdown completes once every one is gone (or the kill timeout
+    /// passed). Units of processes that are only watched (`track`) are left
+    /// alone. The default. (`terminate_owned`, its name before units, is
+    /// read as this.)
+    #[serde(alias = "terminate_owned")]
+    TerminateUnits,
 }
 
 /// Monitor settings.
@@ -109,10 +116,17 @@ pub struct Config {
     pub orphan_action: OrphanAction,
     /// Which processes the orphan action reaches; a track can override it.
     pub orphan_target: OrphanTarget,
-    /// Follow the descendants of every tracked process (found on track, on
-    /// each scan, and when a member of the tree exits) and track them with
-    /// their real parent; a track can override it.
+    /// Make every tracked process the root of a unit that holds its
+    /// descendants, present and future, found by the strongest mechanism
+    /// available (see [`crate::Containment`]); a track can override it.
+    /// `false`: a tracked process is a unit of one.
     pub tree: bool,
+    /// How often the units contained by scanning (no cgroup, no fork
+    /// events) read their members' children lists for new members. Kept
+    /// apart from `check_interval`: it bounds the window in which a double
+    /// fork can escape such a unit.
+    #[serde(with = "humantime_serde")]
+    pub unit_scan_interval: Duration,
     /// The signal that starts a `terminate` action; a track can override it.
     pub term_signal: Signal,
     /// Which exited children to reap.
@@ -137,12 +151,13 @@ impl Default for Config {
             grace: Duration::from_secs(5),
             kill_timeout: Duration::from_secs(5),
             orphan_action: OrphanAction::Terminate,
-            orphan_target: OrphanTarget::Process,
-            tree: false,
+            orphan_target: OrphanTarget::Tree,
+            tree: true,
+            unit_scan_interval: Duration::from_secs(1),
             term_signal: Signal::TERM,
             reap_policy: ReapPolicy::Owned,
             subreaper: false,
-            shutdown: ShutdownPolicy::Leave,
+            shutdown: ShutdownPolicy::TerminateUnits,
             event_capacity: 1024,
             command_capacity: 64,
         }
@@ -156,6 +171,9 @@ impl Config {
             |key: &'static str, reason: &'static str| Err(Error::InvalidConfig { key, reason });
         if self.check_interval.is_zero() {
             return invalid("check_interval", "must be longer than zero");
+        }
+        if self.unit_scan_interval.is_zero() {
+            return invalid("unit_scan_interval", "must be longer than zero");
         }
         if self.kill_timeout.is_zero() {
             return invalid("kill_timeout", "must be longer than zero");

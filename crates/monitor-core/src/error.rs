@@ -73,6 +73,28 @@ pub enum Error {
         /// The tracked identity.
         id: ProcessId,
     },
+    /// The process belongs to another uid than the owner it would be
+    /// tracked for (see [`crate::TrackOptions::owner`]).
+    #[error(
+        "process {pid} belongs to uid {uid}, not to uid {owner} on whose behalf it would be tracked"
+    )]
+    NotOwner {
+        /// The process.
+        pid: i32,
+        /// Its real uid.
+        uid: u32,
+        /// The owner asked for.
+        owner: u32,
+    },
+    /// The process is a member of a unit, not a unit's root: it can only
+    /// leave the monitor with its unit.
+    #[error("process {pid} is a member of the unit of {root}; untrack the unit's root instead")]
+    UnitMember {
+        /// The member.
+        pid: i32,
+        /// Its unit's root.
+        root: ProcessId,
+    },
     /// Untrack of a pid that is not tracked.
     #[error("pid {pid} is not tracked")]
     NotTracked {

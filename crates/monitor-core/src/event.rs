@@ -72,6 +72,20 @@ pub enum Event {
         /// The zombie.
         id: ProcessId,
     },
+    /// A process was refused as a member of a unit, or a signal to it was
+    /// withheld, because its real uid is not the unit owner's (and the
+    /// owner is not root). It is not tracked for that unit, and never
+    /// signalled on its account.
+    Refused {
+        /// The process refused.
+        id: ProcessId,
+        /// The root of the unit it would have belonged to.
+        root: ProcessId,
+        /// Its real uid.
+        uid: u32,
+        /// The unit's owner.
+        owner: u32,
+    },
     /// Something failed; the monitor carries on.
     Error {
         /// The process concerned, if any.
@@ -95,7 +109,8 @@ impl Event {
             | Self::Signalled { id, .. }
             | Self::Killed { id }
             | Self::Adopted { id }
-            | Self::UnownedZombie { id } => Some(*id),
+            | Self::UnownedZombie { id }
+            | Self::Refused { id, .. } => Some(*id),
             Self::Error { id, .. } => *id,
             Self::Reaped { .. } => None,
         }
@@ -132,6 +147,15 @@ impl std::fmt::Display for Event {
             Self::Adopted { id } => write!(f, "{id} adopted"),
             Self::Reaped { pid, status } => write!(f, "{pid} reaped: {status}"),
             Self::UnownedZombie { id } => write!(f, "{id} is an unowned zombie child"),
+            Self::Refused {
+                id,
+                root,
+                uid,
+                owner,
+            } => write!(
+                f,
+                "{id} refused for the unit of {root}: it belongs to uid {uid}, the unit to uid {owner}"
+            ),
             Self::Error { message, .. } => write!(f, "error: {message}"),
         }
     }

@@ -27,6 +27,8 @@ pub(crate) struct FakeProc {
     pub(crate) ignores_term: bool,
     pub(crate) ignores_kill: bool,
     pub(crate) signal_denied: bool,
+    /// Its real uid (0, root, unless set).
+    pub(crate) uid: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +62,13 @@ pub(crate) struct FakeOs {
 impl FakeOs {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self::default())
+    }
+
+    /// The process changes its real uid (a privileged `setuid`).
+    pub(crate) fn set_uid(&self, pid: i32, uid: u32) {
+        if let Some(proc) = self.table().procs.get_mut(&pid) {
+            proc.uid = uid;
+        }
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -120,6 +129,16 @@ impl Os for FakeOs {
 
     fn my_pgrp(&self) -> i32 {
         MY_PID
+    }
+
+    fn my_uid(&self) -> u32 {
+        // The fake monitor runs as root; tests name owners explicitly.
+        0
+    }
+
+    fn uid(&self, handle: &ProcHandle) -> Option<u32> {
+        self.stat(handle)?;
+        self.table().procs.get(&handle.id.pid).map(|proc| proc.uid)
     }
 
     fn open_parent(&self, id: ProcessId) -> Option<ProcHandle> {

@@ -4,8 +4,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::actor::Command;
 use crate::{
-    ChildProcess, Error, Event, OwnedChild, SpawnOptions, Status, TrackChildError, TrackOptions,
-    Tracked,
+    ChildProcess, Error, Event, OrphanTarget, OwnedChild, SpawnOptions, Status, TrackChildError,
+    TrackOptions, Tracked,
 };
 
 /// Talks to a running monitor. `Clone + Send + Sync`; holds only the
@@ -116,22 +116,43 @@ impl MonitorHandle {
 
     /// Starts termination of a tracked process now, as if it had been
     /// orphaned with the `terminate` action: its signal, its grace period,
-    /// then `SIGKILL`. A process already terminating is left as it is.
+    /// then `SIGKILL`. For a unit's root, the whole unit is terminated
+    /// (every member, found again first); for a member, the member alone.
+    /// [`MonitorHandle::stop`] names another target. A process already
+    /// terminating is left as it is.
     pub async fn terminate(&self, pid: i32) -> Result<Tracked, Error> {
         self.request(|reply| Command::Stop {
             pid,
             kill: false,
+            target: None,
             reply,
         })
         .await?
     }
 
     /// Sends `SIGKILL` to a tracked process now, cutting short any grace
-    /// period it is in.
+    /// period it is in; for a unit's root, to its whole unit, as
+    /// [`MonitorHandle::terminate`].
     pub async fn kill(&self, pid: i32) -> Result<Tracked, Error> {
         self.request(|reply| Command::Stop {
             pid,
             kill: true,
+            target: None,
+            reply,
+        })
+        .await?
+    }
+
+    /// [`MonitorHandle::terminate`] (or, with `kill`, [`MonitorHandle::kill`])
+    /// of what `target` reaches: [`OrphanTarget::Process`] the process
+    /// alone, [`OrphanTarget::Tree`] its unit (a member: its descendants),
+    /// [`OrphanTarget::Group`] its process group's members that its unit's
+    /// owner may signal.
+    pub async fn stop(&self, pid: i32, kill: bool, target: OrphanTarget) -> Result<Tracked, Error> {
+        self.request(|reply| Command::Stop {
+            pid,
+            kill,
+            target: Some(target),
             reply,
         })
         .await?
@@ -222,6 +243,7 @@ impl MonitorHandle {
         self.request_blocking(|reply| Command::Stop {
             pid,
             kill: false,
+            target: None,
             reply,
         })?
     }
@@ -231,6 +253,7 @@ impl MonitorHandle {
         self.request_blocking(|reply| Command::Stop {
             pid,
             kill: true,
+            target: None,
             reply,
         })?
     }

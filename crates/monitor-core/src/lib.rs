@@ -55,10 +55,11 @@
 //!   handled at once, with no task per process;
 //! - the **scanner** (a `tokio::time::interval`, missed ticks delayed, not
 //!   bursted), the safety net: it asks the actor for a snapshot of the
-//!   tracked set, reads each process's `/proc/<pid>/stat` (and, for
-//!   followed trees, the children lists) on the blocking pool, and sends
-//!   back what the actor must act on: exits, orphans, adoptions, new
-//!   descendants; quiet processes cost the actor nothing;
+//!   tracked set, reads each process's `/proc/<pid>/stat` on the blocking
+//!   pool, and sends back what the actor must act on: exits, orphans,
+//!   adoptions; quiet processes cost the actor nothing. A second interval
+//!   reads the children lists of the members of units contained by
+//!   scanning, to find new members;
 //! - the **SIGCHLD forwarder** turns the signal into "sweep the owned set"
 //!   wake-ups through a capacity-1 channel (coalesced, never counted);
 //! - the **deadline queue** (a `DelayQueue` inside the actor) wakes
@@ -80,11 +81,14 @@
 //! - `config`: [`Config`] and its enums, defaults in one place.
 //! - `id`: [`ProcessId`], [`ExitStatus`], [`Signal`].
 //! - `track`: [`TrackOptions`], [`Tracked`], [`ChildProcess`], [`OwnedChild`].
+//! - `unit`: [`Containment`], [`UnitStatus`]: a tracked process and all it
+//!   starts, as one thing.
 //! - `event`, `status`: what the monitor reports.
 //! - `monitor`, `handle`: spawning, the handle, shutdown.
 //! - `spawn`: [`SpawnOptions`] and the long-lived spawner thread.
 //! - `actor`: the state; `actor/escalation`, `actor/watches`,
-//!   `actor/tree`: orphan actions, pidfd wake-ups, descendant trees.
+//!   `actor/units`, `actor/tree`: orphan actions, pidfd wake-ups, units
+//!   and their authorization, finding members.
 //! - `watch`: pidfds registered with the reactor, one waker each.
 //! - `scan`, `reap`: the scanner task and the SIGCHLD forwarder.
 //! - `os`: the seam to the kernel (procfs, pidfd, `waitid`), faked in tests.
@@ -106,6 +110,7 @@ mod scan;
 mod spawn;
 mod status;
 mod track;
+mod unit;
 mod watch;
 
 #[cfg(test)]
@@ -117,7 +122,7 @@ mod harness;
 #[cfg(test)]
 mod timing_tests;
 #[cfg(test)]
-mod tree_tests;
+mod unit_tests;
 
 pub use compat::{
     get_monitor, start_monitor, start_monitor_with, stop_monitor, track_process, untrack_process,
@@ -131,6 +136,7 @@ pub use monitor::{Monitor, MonitorBuilder};
 pub use spawn::SpawnOptions;
 pub use status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};
 pub use track::{ChildProcess, OwnedChild, ParentSpec, TrackChildError, TrackOptions, Tracked};
+pub use unit::{Containment, UnitStatus};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

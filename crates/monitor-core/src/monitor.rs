@@ -86,6 +86,7 @@ impl Monitor {
             tasks.spawn(scan::run(
                 Arc::clone(&os),
                 config.check_interval,
+                config.unit_scan_interval,
                 scans_tx,
                 cancel.clone(),
             ));

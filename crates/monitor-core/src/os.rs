@@ -77,6 +77,13 @@ pub(crate) trait Os: Send + Sync + 'static {
     /// The process group of the process the monitor runs in.
     fn my_pgrp(&self) -> i32;
 
+    /// The real uid of the process the monitor runs in.
+    fn my_uid(&self) -> u32;
+
+    /// The real uid of a pinned process, `None` once it has been reaped.
+    /// What authorization compares with a unit's owner.
+    fn uid(&self, handle: &ProcHandle) -> Option<u32>;
+
     /// Pins `pid`: opens a pidfd first, then reads its stat, then checks that
     /// this process may signal it. A zombie opens fine (its `exited` is set).
     fn open(&self, pid: i32) -> Result<(ProcHandle, ProcInfo), Error>;
@@ -134,6 +141,7 @@ pub(crate) struct Reaped {
 pub(crate) struct LinuxOs {
     my_pid: i32,
     my_pgrp: i32,
+    my_uid: u32,
     /// Off only in tests, to exercise the fallback a kernel without pidfd
     /// (or a process out of descriptors) gets.
     use_pidfd: bool,
@@ -147,6 +155,7 @@ impl LinuxOs {
             // a new pid namespace, this process's group lies outside the
             // namespace and reads as 0.
             my_pgrp: nix::unistd::getpgrp().as_raw(),
+            my_uid: rustix::process::getuid().as_raw(),
             use_pidfd: true,
         }
     }
@@ -199,6 +208,17 @@ fn read_children(pid: i32) -> Vec<i32> {
     children
 }
 
+/// The real uid, the first field of the `Uid:` line of `/proc/<pid>/status`.
+fn real_uid(status: &str) -> Option<u32> {
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Longest `/proc/<pid>/stat` line: 52 numeric fields of at most 20 digits
 /// plus a 16-byte command name stays well under this.
 const STAT_MAX: usize = 2048;
@@ -245,6 +265,20 @@ impl Os for LinuxOs {
 
     fn my_pgrp(&self) -> i32 {
         self.my_pgrp
+    }
+
+    fn my_uid(&self) -> u32 {
+        self.my_uid
+    }
+
+    fn uid(&self, handle: &ProcHandle) -> Option<u32> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", handle.id.pid)).ok()?;
+        let uid = real_uid(&status)?;
+        // Read by pid: it was this process's file only if the pinned
+        // process still holds the pid now (a pid is not reused before its
+        // process is reaped).
+        self.stat(handle)?;
+        Some(uid)
     }
 
     fn open_parent(&self, id: ProcessId) -> Option<ProcHandle> {

@@ -27,8 +27,9 @@ pub(crate) struct ScanTarget {
     pub(crate) named_parent: bool,
     /// Not our child at track time: becoming one means we adopted it.
     pub(crate) adoptable: bool,
-    /// Its descendants are followed: read its children lists too.
-    pub(crate) tree: bool,
+    /// A unit member, not a root: it is orphaned with its unit, never by
+    /// its own parent, so only an exit or an adoption is news.
+    pub(crate) member: bool,
 }
 
 /// What the actor hands the scanner on each tick.
@@ -69,9 +70,6 @@ pub(crate) struct ScanReport {
     pub(crate) observations: Vec<(ProcessId, Observation)>,
     /// How many tracked processes were read.
     pub(crate) processes: usize,
-    /// The children of tree members (tracked ones included; the actor
-    /// skips those).
-    pub(crate) children: Vec<(ProcessId, Vec<i32>)>,
     pub(crate) zombies: Vec<ProcessId>,
     pub(crate) duration: Duration,
 }
@@ -83,6 +81,11 @@ pub(crate) enum ScanMsg {
     Snapshot(oneshot::Sender<Snapshot>),
     /// The observations of that tick.
     Report(ScanReport),
+    /// "Unit tick: which members do units contained by scanning have?"
+    UnitSnapshot(oneshot::Sender<Arc<[Arc<ProcHandle>]>>),
+    /// The children of those members (tracked ones included; the actor
+    /// skips those).
+    Children(Vec<(ProcessId, Vec<i32>)>),
 }
 
 /// Reads every target once. Runs on the blocking pool.
@@ -90,13 +93,6 @@ pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot) -> ScanReport {
     let started = std::time::Instant::now();
     // Many tracked processes share one parent; read each named parent once.
     let mut parents: HashMap<ProcessId, bool> = HashMap::new();
-    let children: Vec<(ProcessId, Vec<i32>)> = snapshot
-        .targets
-        .iter()
-        .filter(|target| target.tree)
-        .map(|target| (target.handle.id, os.children(&target.handle)))
-        .filter(|(_, children)| !children.is_empty())
-        .collect();
     let observations: Vec<_> = snapshot
         .targets
         .iter()
@@ -105,7 +101,9 @@ pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot) -> ScanReport {
                 None => Observation::Gone,
                 Some(info) if info.exited => Observation::Exited,
                 Some(info) => {
-                    let parent_alive = if target.named_parent {
+                    let parent_alive = if target.member {
+                        true
+                    } else if target.named_parent {
                         *parents.entry(target.parent).or_insert_with(|| {
                             os.stat_pid(target.parent.pid).is_some_and(|p| {
                                 !p.exited && p.start_time == target.parent.start_time
@@ -137,16 +135,30 @@ pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot) -> ScanReport {
     ScanReport {
         processes: snapshot.targets.len(),
         observations,
-        children,
         zombies,
         duration: started.elapsed(),
     }
 }
 
-/// The scanner task: ticks, asks for a snapshot, scans, reports.
+/// Reads the children lists of every member of the units contained by
+/// scanning. Runs on the blocking pool.
+pub(crate) fn unit_scan(os: &dyn Os, members: &[Arc<ProcHandle>]) -> Vec<(ProcessId, Vec<i32>)> {
+    members
+        .iter()
+        .map(|member| (member.id, os.children(member)))
+        .filter(|(_, children)| !children.is_empty())
+        .collect()
+}
+
+/// The scanner task: two intervals. The check interval reads every tracked
+/// process (the safety net); the unit interval reads the children lists of
+/// the members of units contained by scanning (their only way to find new
+/// members between exits). Each asks the actor for a snapshot, reads on the
+/// blocking pool, and reports.
 pub(crate) async fn run(
     os: Arc<dyn Os>,
     period: Duration,
+    unit_period: Duration,
     to_actor: mpsc::Sender<ScanMsg>,
     cancel: CancellationToken,
 ) {
@@ -154,7 +166,20 @@ pub(crate) async fn run(
     // A stalled runtime must not be followed by a burst of scans: one scan
     // sees everything a burst would.
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    while cancel.run_until_cancelled(interval.tick()).await.is_some() {
+    let mut unit_interval = time::interval_at(Instant::now() + unit_period, unit_period);
+    unit_interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let unit_tick = tokio::select! {
+            () = cancel.cancelled() => break,
+            _ = interval.tick() => false,
+            _ = unit_interval.tick() => true,
+        };
+        if unit_tick {
+            if !scan_units(&os, &to_actor).await {
+                break;
+            }
+            continue;
+        }
         let (reply, snapshot) = oneshot::channel();
         if to_actor.send(ScanMsg::Snapshot(reply)).await.is_err() {
             break;
@@ -172,4 +197,28 @@ pub(crate) async fn run(
             break;
         }
     }
+}
+
+/// One unit tick; `false` once the actor is gone.
+async fn scan_units(os: &Arc<dyn Os>, to_actor: &mpsc::Sender<ScanMsg>) -> bool {
+    let (reply, snapshot) = oneshot::channel();
+    if to_actor.send(ScanMsg::UnitSnapshot(reply)).await.is_err() {
+        return false;
+    }
+    let Ok(members) = snapshot.await else {
+        return false;
+    };
+    // No unit to look into: nothing to read, and no blocking-pool thread.
+    if members.is_empty() {
+        return true;
+    }
+    let os = Arc::clone(os);
+    let found = match tokio::task::spawn_blocking(move || unit_scan(os.as_ref(), &members)).await {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::error!(%error, "unit scan task failed; the next tick retries");
+            return true;
+        }
+    };
+    found.is_empty() || to_actor.send(ScanMsg::Children(found)).await.is_ok()
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{OrphanAction, OrphanTarget, ProcessId, ReapPolicy};
+use crate::{Containment, OrphanAction, OrphanTarget, ProcessId, ReapPolicy, UnitStatus};
 
 /// Where a tracked process is in its life as the monitor sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -28,7 +28,8 @@ pub enum ProcessState {
 pub struct TrackedStatus {
     /// The process.
     pub id: ProcessId,
-    /// The parent whose death orphans it.
+    /// Its parent when it was tracked; for a unit's root, the process whose
+    /// death orphans the unit.
     pub parent: ProcessId,
     /// Its state.
     pub state: ProcessState,
@@ -48,8 +49,10 @@ pub struct TrackedStatus {
     pub target: OrphanTarget,
     /// Whether its descendants are followed.
     pub tree: bool,
-    /// The tracked process whose tree it was found in, if it was.
+    /// The root of the unit it is a member of, if it is not a root.
     pub descendant_of: Option<ProcessId>,
+    /// How its unit finds members.
+    pub containment: Containment,
 }
 
 /// Running totals since the monitor started.
@@ -72,6 +75,10 @@ pub struct Counters {
     pub exited: u64,
     /// Signals refused with `EPERM`.
     pub permission_denied: u64,
+    /// Processes refused as unit members, or signals withheld, because
+    /// they belong to another uid than the unit's owner (each also a
+    /// `Refused` event).
+    pub refused: u64,
     /// Failures of any kind (each also an `Error` event).
     pub errors: u64,
 }
@@ -117,6 +124,8 @@ pub struct Status {
     pub tracked_count: usize,
     /// Every tracked process, by pid.
     pub tracked: Vec<TrackedStatus>,
+    /// Every unit, by root.
+    pub units: Vec<UnitStatus>,
     /// Running totals.
     pub counters: Counters,
     /// The last scan, if one ran.

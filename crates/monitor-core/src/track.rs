@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use crate::{Error, ExitStatus, OrphanAction, OrphanTarget, ProcessId, Signal};
+use crate::{Containment, Error, ExitStatus, OrphanAction, OrphanTarget, ProcessId, Signal};
 
 /// Per-process settings for [`crate::MonitorHandle::track_with`].
 ///
@@ -23,9 +23,14 @@ pub struct TrackOptions {
     pub action: Option<OrphanAction>,
     /// Which processes the orphan action reaches.
     pub target: Option<OrphanTarget>,
-    /// Follow its descendants: track each with its real parent as it is
-    /// found, so the grandchildren of a dying child are caught.
+    /// Make it the root of a unit that holds its descendants, present and
+    /// future (`false`: a unit of one).
     pub tree: Option<bool>,
+    /// The uid on whose behalf it is tracked. No process of another uid is
+    /// ever made a member of its unit or signalled for it, unless this is
+    /// root (0). Default: the monitor's own uid. The process itself must
+    /// belong to this uid too (a root owner may track anything).
+    pub owner: Option<u32>,
     /// Time between the termination signal and `SIGKILL`.
     #[serde(with = "humantime_serde")]
     pub grace: Option<Duration>,
@@ -67,9 +72,15 @@ impl TrackOptions {
         self
     }
 
-    /// Follows (or not) its descendants.
+    /// Follows (or not) its descendants as members of its unit.
     pub fn tree(mut self, tree: bool) -> Self {
         self.tree = Some(tree);
+        self
+    }
+
+    /// Tracks it on behalf of `uid` (see [`TrackOptions::owner`]).
+    pub fn owner(mut self, uid: u32) -> Self {
+        self.owner = Some(uid);
         self
     }
 
@@ -123,8 +134,13 @@ pub struct Tracked {
     pub target: OrphanTarget,
     /// Whether its descendants are followed.
     pub tree: bool,
-    /// The tracked process whose tree it was found in, if it was.
+    /// The root of the unit it was found in, if it is a member and not a
+    /// root.
     pub descendant_of: Option<ProcessId>,
+    /// How its unit finds members.
+    pub containment: Containment,
+    /// The uid its unit is tracked for.
+    pub owner: u32,
     /// Time between the termination signal and `SIGKILL`.
     #[serde(with = "humantime_serde")]
     pub grace: Duration,

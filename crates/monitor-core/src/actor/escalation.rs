@@ -28,13 +28,49 @@ pub(super) enum Escalation {
 
 impl Actor {
     /// Starts termination of a tracked process now, whatever its orphan
-    /// action; `kill` skips straight to `SIGKILL`.
-    pub(super) fn stop(&mut self, pid: i32, kill: bool) -> Result<Tracked, Error> {
-        let entry = self
-            .tracked
-            .get_mut(&pid)
-            .ok_or(Error::NotTracked { pid })?;
+    /// action, and of what `target` reaches besides it: by default a
+    /// root's whole unit, a member alone. `kill` skips straight to
+    /// `SIGKILL`. A pid that was a unit's root, gone while members remain,
+    /// still names that unit.
+    pub(super) fn stop(
+        &mut self,
+        pid: i32,
+        kill: bool,
+        target: Option<OrphanTarget>,
+    ) -> Result<Tracked, Error> {
+        if !self.tracked.contains_key(&pid)
+            && let Some(root) = self.rootless_unit(pid)
+        {
+            let members = self.unit_pids(root);
+            let tracked = members
+                .first()
+                .and_then(|first| self.tracked.get(first))
+                .map(super::Entry::describe)
+                .ok_or(Error::NotTracked { pid })?;
+            for member in members {
+                self.stop_one(member, kill);
+            }
+            return Ok(tracked);
+        }
+        let entry = self.tracked.get(&pid).ok_or(Error::NotTracked { pid })?;
         let tracked = entry.describe();
+        let target = target.unwrap_or(if entry.is_root() {
+            OrphanTarget::Tree
+        } else {
+            OrphanTarget::Process
+        });
+        let others = self.reach(pid, target);
+        self.stop_one(pid, kill);
+        for other in others {
+            self.stop_one(other, kill);
+        }
+        Ok(tracked)
+    }
+
+    fn stop_one(&mut self, pid: i32, kill: bool) {
+        let Some(entry) = self.tracked.get_mut(&pid) else {
+            return;
+        };
         let acts = match entry.state {
             ProcessState::Running | ProcessState::Orphaned => true,
             ProcessState::Terminating => kill,
@@ -45,7 +81,7 @@ impl Actor {
             .span
             .in_scope(|| tracing::info!(kill, acts, "stop requested"));
         if !acts {
-            return Ok(tracked);
+            return;
         }
         // Only a stop that acts makes the outcome the caller's, not an
         // orphan's, in the counters.
@@ -56,7 +92,21 @@ impl Actor {
         } else {
             self.send_term(pid);
         }
-        Ok(tracked)
+    }
+
+    /// The processes `target` reaches besides `pid`, each tracked (and so
+    /// authorized) first, so a member that dies meanwhile cannot hand its
+    /// children on to init unseen.
+    fn reach(&mut self, pid: i32, target: OrphanTarget) -> Vec<i32> {
+        let members = match target {
+            OrphanTarget::Process => Vec::new(),
+            OrphanTarget::Tree => self.tree_members(pid),
+            OrphanTarget::Group => self.group_members(pid),
+        };
+        if !members.is_empty() {
+            tracing::info!(pid, %target, members = members.len(), "the action reaches more processes");
+        }
+        members
     }
 
     /// The recorded parent died: start the orphan action on the orphan and
@@ -73,16 +123,7 @@ impl Actor {
             .in_scope(|| tracing::info!(parent = %parent, ?action, "orphaned"));
         self.counters.orphans_found += 1;
         self.emit(Event::Orphaned { id, parent, action });
-        // Found (and tracked) before anything is signalled, so a member that
-        // dies first cannot hand its children on to init unseen.
-        let members = match target {
-            OrphanTarget::Process => Vec::new(),
-            OrphanTarget::Tree => self.tree_members(pid),
-            OrphanTarget::Group => self.group_members(pid),
-        };
-        if !members.is_empty() {
-            tracing::info!(pid, %target, members = members.len(), "the orphan action reaches more processes");
-        }
+        let members = self.reach(pid, target);
         self.act(pid, action);
         for member in members {
             self.act(member, action);
@@ -104,9 +145,13 @@ impl Actor {
         }
     }
 
-    /// Sends a signal; `false` when the process turned out to be gone (or
-    /// the signal failed, which is reported and ends the escalation).
+    /// Sends a signal, if the unit's owner may signal the process now;
+    /// `false` when it was refused, turned out to be gone, or the signal
+    /// failed (reported; the escalation ends).
     pub(super) fn deliver(&mut self, pid: i32, signal: Signal) -> bool {
+        if !self.may_signal(pid) {
+            return false;
+        }
         let Some(entry) = self.tracked.get(&pid) else {
             return false;
         };

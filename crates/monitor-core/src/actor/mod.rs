@@ -4,9 +4,11 @@
 //! mutates state.
 //!
 //! This file holds the state and the run loop; the handlers live beside it:
-//! `tracking` (spawn, track, untrack), `watches` (pidfd wake-ups),
-//! `escalation` (orphan actions and their deadlines), `tree` (descendants
-//! and process groups), `reaping` (sweeps and settling exits), `shutdown`.
+//! `tracking` (spawn, track, untrack), `units` (membership, owners,
+//! authorization, a unit's end), `watches` (pidfd wake-ups), `escalation`
+//! (orphan actions, stops and their deadlines), `tree` (finding members:
+//! descendants and process groups), `reaping` (sweeps and settling exits),
+//! `shutdown`.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -29,12 +31,14 @@ mod reaping;
 mod shutdown;
 mod tracking;
 mod tree;
+mod units;
 mod watches;
+use self::units::Unit;
 use crate::status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};
 use crate::{
-    ChildProcess, Config, Error, ErrorKind, Event, ExitStatus, OrphanAction, OrphanTarget,
-    OwnedChild, ProcessId, ReapPolicy, Signal, SpawnOptions, TrackChildError, TrackOptions,
-    Tracked,
+    ChildProcess, Config, Containment, Error, ErrorKind, Event, ExitStatus, OrphanAction,
+    OrphanTarget, OwnedChild, ProcessId, ReapPolicy, Signal, SpawnOptions, TrackChildError,
+    TrackOptions, Tracked,
 };
 
 /// A request from a [`crate::MonitorHandle`].
@@ -59,10 +63,12 @@ pub(crate) enum Command {
         pid: i32,
         reply: oneshot::Sender<Result<Tracked, Error>>,
     },
-    /// Start termination (or, with `kill`, send `SIGKILL`) now.
+    /// Start termination (or, with `kill`, send `SIGKILL`) now, of what
+    /// `target` reaches (default: a root's whole unit, a member alone).
     Stop {
         pid: i32,
         kill: bool,
+        target: Option<OrphanTarget>,
         reply: oneshot::Sender<Result<Tracked, Error>>,
     },
     Status {
@@ -98,8 +104,12 @@ struct Entry {
     target: OrphanTarget,
     /// Its descendants are followed (and tracked as they are found).
     tree: bool,
-    /// The tracked process whose tree it was found in.
+    /// The root of the unit it is a member of; `None` for a root.
     descendant_of: Option<ProcessId>,
+    /// Its unit's owner and containment, copied from the unit (fixed for
+    /// the unit's life) so a signal's authorization needs no second lookup.
+    owner: u32,
+    containment: Containment,
     grace: Duration,
     signal: Signal,
     /// Its pidfd registered with the reactor; `None`: the scan notices its
@@ -124,6 +134,15 @@ impl Entry {
         self.handle.id
     }
 
+    /// The root of its unit (itself, for a root).
+    fn root(&self) -> ProcessId {
+        self.descendant_of.unwrap_or(self.id())
+    }
+
+    fn is_root(&self) -> bool {
+        self.descendant_of.is_none()
+    }
+
     fn describe(&self) -> Tracked {
         Tracked {
             id: self.id(),
@@ -135,6 +154,8 @@ impl Entry {
             target: self.target,
             tree: self.tree,
             descendant_of: self.descendant_of,
+            containment: self.containment,
+            owner: self.owner,
             grace: self.grace,
             signal: self.signal,
         }
@@ -170,6 +191,11 @@ pub(crate) struct Actor {
     /// What the scanner reads, rebuilt only after the tracked set changed,
     /// so a steady scan costs the actor one `Arc` clone.
     scan_targets: Option<Arc<[ScanTarget]>>,
+    /// The members of units contained by scanning, whose children lists
+    /// the unit scan reads; rebuilt like `scan_targets`.
+    unit_targets: Option<Arc<[Arc<ProcHandle>]>>,
+    /// Every unit, by root. A unit outlives its root while members remain.
+    units: HashMap<ProcessId, Unit>,
     released: Vec<Released>,
     /// Escalation wake-ups, keyed back to the process by identity.
     deadlines: DelayQueue<ProcessId>,
@@ -213,6 +239,8 @@ impl Actor {
             tracked: HashMap::new(),
             owned_pids: BTreeSet::new(),
             scan_targets: None,
+            unit_targets: None,
+            units: HashMap::new(),
             released: Vec::new(),
             deadlines: DelayQueue::new(),
             events,
@@ -246,12 +274,22 @@ impl Actor {
                         let _ = reply.send(self.snapshot());
                     }
                     ScanMsg::Report(report) => self.apply_scan(report),
+                    ScanMsg::UnitSnapshot(reply) => {
+                        let _ = reply.send(self.unit_snapshot());
+                    }
+                    ScanMsg::Children(found) => self.adopt_children(found),
                 },
                 Some(expired) = std::future::poll_fn(|cx| self.deadlines.poll_expired(cx)),
                     if !self.deadlines.is_empty() => self.on_deadline(expired.into_inner()),
             }
         }
         self.shut_down().await;
+    }
+
+    /// The tracked set changed: the scanners' cached views are stale.
+    fn targets_changed(&mut self) {
+        self.scan_targets = None;
+        self.unit_targets = None;
     }
 
     fn emit(&self, event: Event) {
@@ -315,8 +353,13 @@ impl Actor {
             Command::Untrack { pid, reply } => {
                 let _ = reply.send(self.untrack(pid));
             }
-            Command::Stop { pid, kill, reply } => {
-                let _ = reply.send(self.stop(pid, kill));
+            Command::Stop {
+                pid,
+                kill,
+                target,
+                reply,
+            } => {
+                let _ = reply.send(self.stop(pid, kill, target));
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());
@@ -343,7 +386,7 @@ impl Actor {
                     parent: entry.parent,
                     named_parent: entry.named_parent,
                     adoptable: entry.adoptable,
-                    tree: entry.tree,
+                    member: !entry.is_root(),
                 })
                 .collect()
         });
@@ -360,6 +403,19 @@ impl Actor {
         }
     }
 
+    /// The pinned members of units contained by scanning, for the unit
+    /// scan.
+    fn unit_snapshot(&mut self) -> Arc<[Arc<ProcHandle>]> {
+        let tracked = &self.tracked;
+        Arc::clone(self.unit_targets.get_or_insert_with(|| {
+            tracked
+                .values()
+                .filter(|entry| entry.containment == Containment::Scan)
+                .map(|entry| Arc::clone(&entry.handle))
+                .collect()
+        }))
+    }
+
     fn apply_scan(&mut self, report: ScanReport) {
         self.counters.scans += 1;
         self.last_scan = Some(ScanSummary {
@@ -374,8 +430,8 @@ impl Actor {
             };
             match observation {
                 Observation::Gone | Observation::Exited => {
-                    if entry.tree {
-                        exited_trees.insert(entry.descendant_of.unwrap_or(id));
+                    if entry.containment == Containment::Scan {
+                        exited_trees.insert(entry.root());
                     }
                     self.settle_exit(id.pid);
                 }
@@ -384,7 +440,6 @@ impl Actor {
                 }
             }
         }
-        self.adopt_children(report.children);
         for root in exited_trees {
             self.discover_tree(root);
         }
@@ -393,8 +448,10 @@ impl Actor {
     }
 
     /// A running tracked process seen with parent `ppid`: adopt it if it
-    /// was reparented to this process (a subreaper), and start its orphan
-    /// action if its recorded parent died.
+    /// was reparented to this process (a subreaper), and, for a unit's
+    /// root, start its orphan action if its recorded parent died. A member
+    /// is never orphaned by its own parent: it belongs to its unit, which
+    /// ends with its root.
     fn observe_alive(&mut self, pid: i32, ppid: i32, parent_alive: bool) {
         let Some(entry) = self.tracked.get_mut(&pid) else {
             return;
@@ -404,16 +461,16 @@ impl Actor {
             entry.owned = Some(Ownership::default());
             entry.adoptable = false;
             self.owned_pids.insert(pid);
-            self.scan_targets = None;
             entry
                 .span
                 .in_scope(|| tracing::info!("adopted; the monitor reaps it"));
+            self.targets_changed();
             self.emit(Event::Adopted { id });
         }
         let running = self
             .tracked
             .get(&pid)
-            .is_some_and(|e| e.state == ProcessState::Running);
+            .is_some_and(|e| e.state == ProcessState::Running && e.is_root());
         if !parent_alive && running {
             self.orphaned(pid);
         }
@@ -436,9 +493,11 @@ impl Actor {
                 target: entry.target,
                 tree: entry.tree,
                 descendant_of: entry.descendant_of,
+                containment: entry.containment,
             })
             .collect();
         tracked.sort_by_key(|t| t.id);
+        let units = self.unit_statuses();
         Status {
             enabled: self.config.enabled,
             running: self.config.enabled && !self.cancel.is_cancelled(),
@@ -451,6 +510,7 @@ impl Actor {
             scan_only: tracked.iter().filter(|t| !t.exit_watch).count(),
             tracked_count: tracked.len(),
             tracked,
+            units,
             counters: self.counters.clone(),
             last_scan: self.last_scan,
             unowned_zombies: self.unowned_zombies.iter().copied().collect(),

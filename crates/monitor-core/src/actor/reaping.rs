@@ -17,6 +17,9 @@ impl Actor {
             return;
         };
         let id = entry.id();
+        // The root of a unit with members left: they are orphaned with it,
+        // once its own exit is reported below.
+        let unit_left = entry.is_root() && self.units.contains_key(&id);
         match entry.state {
             ProcessState::Terminating if !entry.stop_requested => {
                 self.counters.orphans_terminated += 1;
@@ -40,6 +43,9 @@ impl Actor {
             let _ = waiter.send(status);
         }
         self.emit(Event::Exited { id, status });
+        if unit_left {
+            self.root_exited(id);
+        }
     }
 
     /// Reaps an owned entry if it has exited. Returns whether it is gone.

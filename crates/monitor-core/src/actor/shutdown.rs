@@ -5,45 +5,74 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Actor, SHUTDOWN_POLL};
-use crate::{ShutdownPolicy, Signal};
+use crate::{ProcessId, ShutdownPolicy, Signal};
 
 impl Actor {
     /// Applies the shutdown policy, then stops the other tasks.
     pub(super) async fn shut_down(&mut self) {
         self.cancel.cancel();
-        if self.config.shutdown == ShutdownPolicy::TerminateOwned {
-            self.terminate_owned().await;
+        if self.config.shutdown == ShutdownPolicy::TerminateUnits {
+            self.terminate_units().await;
         }
         tracing::debug!(tracked = self.tracked.len(), "monitor stopped");
     }
 
-    /// Signal, grace, `SIGKILL`, bounded wait, for every owned process.
-    pub(super) async fn terminate_owned(&mut self) {
-        let owned: Vec<(i32, Signal, Duration)> = self
-            .tracked
+    /// Signal, grace, `SIGKILL`, bounded wait, for every member of every
+    /// unit the monitor spawned or was handed. Members are looked for
+    /// again before each signal round, so a child forked during the grace
+    /// period is killed too.
+    pub(super) async fn terminate_units(&mut self) {
+        let roots: Vec<ProcessId> = self
+            .units
             .iter()
-            .filter(|(_, e)| e.owned.is_some())
-            .map(|(pid, e)| (*pid, e.signal, e.grace))
+            .filter(|(_, unit)| unit.owned)
+            .map(|(root, _)| *root)
             .collect();
-        let grace = owned.iter().map(|(_, _, g)| *g).max().unwrap_or_default();
-        for (pid, signal, _) in &owned {
-            self.deliver(*pid, *signal);
-        }
-        let pids: Vec<i32> = owned.iter().map(|(pid, _, _)| *pid).collect();
-        if !self.wait_reaped(&pids, Instant::now() + grace).await {
-            for pid in &pids {
-                self.deliver(*pid, Signal::KILL);
+        let members = self.owned_unit_members(&roots);
+        let grace = members
+            .iter()
+            .filter_map(|pid| self.tracked.get(pid).map(|e| e.grace))
+            .max()
+            .unwrap_or(Duration::ZERO);
+        for pid in &members {
+            if let Some(signal) = self.tracked.get(pid).map(|e| e.signal) {
+                self.deliver(*pid, signal);
             }
-            let deadline = Instant::now() + self.config.kill_timeout;
-            self.wait_reaped(&pids, deadline).await;
         }
+        if self.wait_gone(&roots, Instant::now() + grace).await {
+            return;
+        }
+        for pid in self.owned_unit_members(&roots) {
+            self.deliver(pid, Signal::KILL);
+        }
+        let deadline = Instant::now() + self.config.kill_timeout;
+        self.wait_gone(&roots, deadline).await;
     }
 
-    /// Reaps until none of `pids` is tracked any more, or the deadline.
-    pub(super) async fn wait_reaped(&mut self, pids: &[i32], deadline: Instant) -> bool {
+    /// Every tracked process of these units, after a last look for new
+    /// members.
+    fn owned_unit_members(&mut self, roots: &[ProcessId]) -> Vec<i32> {
+        let mut members = Vec::new();
+        for root in roots {
+            self.discover_tree(*root);
+            members.extend(self.unit_pids(*root));
+        }
+        members
+    }
+
+    /// Reaps and settles until none of these units holds a process any
+    /// more, or the deadline. Exit watches are not served while shutting
+    /// down, so each process is read here.
+    async fn wait_gone(&mut self, roots: &[ProcessId], deadline: Instant) -> bool {
         loop {
             self.sweep();
-            if pids.iter().all(|pid| !self.tracked.contains_key(pid)) {
+            let left: Vec<i32> = roots.iter().flat_map(|r| self.unit_pids(*r)).collect();
+            for pid in &left {
+                if self.tracked.get(pid).is_some_and(|e| !self.is_running(e)) {
+                    self.settle_exit(*pid);
+                }
+            }
+            if roots.iter().all(|root| self.unit_pids(*root).is_empty()) {
                 return true;
             }
             if Instant::now() >= deadline {

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{Actor, Entry, Ownership, Released};
+use super::{Actor, Entry, Ownership, Released, Unit};
 use crate::status::ProcessState;
 use crate::{
-    ChildProcess, Error, Event, OwnedChild, ParentSpec, ProcessId, SpawnOptions, TrackOptions,
-    Tracked, spawn,
+    ChildProcess, Containment, Error, Event, OwnedChild, ParentSpec, ProcessId, SpawnOptions,
+    TrackOptions, Tracked, spawn,
 };
 
 impl Actor {
@@ -88,7 +88,9 @@ impl Actor {
     }
 
     /// Pins, records and watches one process; `descendant_of` names the
-    /// tree it was found in.
+    /// root of the unit it was found in (`None`: it is a unit's root). A
+    /// member whose uid the unit's owner may not signal is refused here
+    /// (and reported).
     pub(super) fn insert(
         &mut self,
         pid: i32,
@@ -139,6 +141,27 @@ impl Actor {
             }
             Some(ParentSpec::Identity(parent)) => parent,
         };
+        let tree = options.tree.unwrap_or(self.config.tree);
+        let (unit_owner, containment, unit) = match descendant_of {
+            Some(root) => {
+                let unit = self
+                    .units
+                    .get(&root)
+                    .ok_or(Error::NotTracked { pid: root.pid })?;
+                (unit.owner, unit.containment, None)
+            }
+            None => {
+                let unit_owner = options.owner.unwrap_or_else(|| self.os.my_uid());
+                let containment = if tree {
+                    Containment::Scan
+                } else {
+                    Containment::None
+                };
+                let unit = Unit::new(unit_owner, containment, owner.is_some());
+                (unit_owner, containment, Some(unit))
+            }
+        };
+        self.authorize(&handle, unit_owner, descendant_of)?;
         let handle = Arc::new(handle);
         let watch = self.exit_watch(&handle);
         let ownership = owner.take();
@@ -150,8 +173,10 @@ impl Actor {
             named_parent: parent != real_parent,
             action: options.action.unwrap_or(self.config.orphan_action),
             target: options.target.unwrap_or(self.config.orphan_target),
-            tree: options.tree.unwrap_or(self.config.tree),
+            tree,
             descendant_of,
+            owner: unit_owner,
+            containment,
             grace: options.grace.unwrap_or(self.config.grace),
             signal: options.signal.unwrap_or(self.config.term_signal),
             watch,
@@ -182,7 +207,8 @@ impl Actor {
             self.owned_pids.insert(pid);
         }
         self.tracked.insert(pid, entry);
-        self.scan_targets = None;
+        self.join_unit(pid, descendant_of.unwrap_or(id), unit);
+        self.targets_changed();
         if tracked.owned {
             // It may have exited before it was handed over.
             self.reap_tracked(pid);
@@ -204,31 +230,53 @@ impl Actor {
         })
     }
 
+    /// Untracks a unit's root and, with it, every member: nothing stays
+    /// tracked, and nothing is ever signalled, on behalf of a registration
+    /// that no longer exists. A member alone cannot be untracked (the unit
+    /// would find it again); a unit whose root exited is untracked by the
+    /// root's pid.
     pub(super) fn untrack(&mut self, pid: i32) -> Result<Tracked, Error> {
-        let entry = self.remove(pid).ok_or(Error::NotTracked { pid })?;
-        entry
-            .span
-            .in_scope(|| tracing::debug!("untracked on request"));
-        self.emit(Event::Untracked { id: entry.id() });
-        let tracked = entry.describe();
-        if let Some(ownership) = entry.owned {
-            self.released.push(Released {
-                handle: entry.handle,
-                ownership,
-            });
+        let root = match self.tracked.get(&pid) {
+            Some(entry) if !entry.is_root() => {
+                return Err(Error::UnitMember {
+                    pid,
+                    root: entry.root(),
+                });
+            }
+            Some(entry) => entry.id(),
+            None => self.rootless_unit(pid).ok_or(Error::NotTracked { pid })?,
+        };
+        let mut described = None;
+        for member in self.unit_pids(root) {
+            let Some(entry) = self.remove(member) else {
+                continue;
+            };
+            entry
+                .span
+                .in_scope(|| tracing::debug!(root = %root, "untracked on request"));
+            self.emit(Event::Untracked { id: entry.id() });
+            described.get_or_insert_with(|| entry.describe());
+            if let Some(ownership) = entry.owned {
+                self.released.push(Released {
+                    handle: entry.handle,
+                    ownership,
+                });
+            }
         }
-        Ok(tracked)
+        self.units.remove(&root);
+        described.ok_or(Error::NotTracked { pid })
     }
 
     /// Removes an entry and cancels its pending deadline.
     pub(super) fn remove(&mut self, pid: i32) -> Option<Entry> {
         let mut entry = self.tracked.remove(&pid)?;
         self.owned_pids.remove(&pid);
-        self.scan_targets = None;
+        self.targets_changed();
         if let Some((_, key)) = entry.escalation.take() {
             self.deadlines.remove(&key);
         }
         self.forget_parent(pid, entry.parent);
+        self.leave_unit(pid, entry.root());
         Some(entry)
     }
 }

@@ -1,12 +1,14 @@
-//! Descendant trees and process groups: finding the processes an orphan
-//! action should reach besides the orphan, and tracking them first, so
-//! that only tracked (pinned) processes are ever signalled.
+//! Finding a unit's members by scanning, and the process groups a `group`
+//! target reaches: each found process is pinned, authorized against the
+//! unit's owner and tracked as a member before anything is signalled, so
+//! that only tracked (pinned) processes the owner may signal are ever
+//! signalled.
 //!
 //! A descendant is found through its parent's children lists
 //! (`/proc/<pid>/task/*/children`), read by pid but counted only while the
 //! pinned parent still runs, and is then pinned itself and tracked with its
 //! real parent. Following parentage, not sessions or groups, is what keeps
-//! a grandchild that called `setsid` in the tree. What escapes: a process
+//! a grandchild that called `setsid` in the unit. What escapes: a process
 //! whose parent exited before anyone looked (a double fork completed
 //! between two looks), since it is reparented with no trace of where it
 //! came from. A subreaper still receives it, and the scan then reports it.
@@ -14,21 +16,22 @@
 use std::collections::HashMap;
 
 use super::Actor;
-use crate::{ErrorKind, ProcessId, TrackOptions};
+use crate::{Containment, ErrorKind, ProcessId, TrackOptions};
 
 impl Actor {
-    /// Tracks the untracked children of `pid` (when it follows its tree, or
-    /// when `force`d for an orphan action), then theirs, and so on.
+    /// Tracks the untracked children of `pid` (when its unit is contained
+    /// by scanning, or when `force`d for an orphan action), then theirs,
+    /// and so on.
     pub(super) fn discover(&mut self, pid: i32, force: bool) {
         let mut queue = vec![pid];
         while let Some(pid) = queue.pop() {
             let Some(entry) = self.tracked.get(&pid) else {
                 continue;
             };
-            if !entry.tree && !force {
+            if entry.containment != Containment::Scan && !force {
                 continue;
             }
-            let (parent, root) = (entry.id(), entry.descendant_of.unwrap_or(entry.id()));
+            let (parent, root) = (entry.id(), entry.root());
             for child in self.os.children(&entry.handle) {
                 if let Some(child) = self.track_descendant(child, parent, root) {
                     queue.push(child);
@@ -37,15 +40,9 @@ impl Actor {
         }
     }
 
-    /// Looks again at every living member of the tree rooted at `root`.
+    /// Looks again at every living member of `root`'s unit.
     pub(super) fn discover_tree(&mut self, root: ProcessId) {
-        let members: Vec<i32> = self
-            .tracked
-            .values()
-            .filter(|e| e.tree && (e.id() == root || e.descendant_of == Some(root)))
-            .map(|e| e.id().pid)
-            .collect();
-        for pid in members {
+        for pid in self.unit_pids(root) {
             self.discover(pid, false);
         }
     }
@@ -56,7 +53,7 @@ impl Actor {
             let Some(entry) = self.tracked.get(&parent.pid).filter(|e| e.id() == parent) else {
                 continue;
             };
-            let root = entry.descendant_of.unwrap_or(parent);
+            let root = entry.root();
             for child in children {
                 if let Some(child) = self.track_descendant(child, parent, root) {
                     self.discover(child, false);
@@ -65,7 +62,7 @@ impl Actor {
         }
     }
 
-    /// Tracks `pid` as a child of `parent` in `root`'s tree, with the
+    /// Tracks `pid` as a child of `parent` in `root`'s unit, with the
     /// parent's settings. Returns the pid when it is newly tracked and
     /// really is that parent's child.
     pub(super) fn track_descendant(
@@ -99,16 +96,34 @@ impl Actor {
                 None
             }
             Err(error) => {
-                // Usually it exited in between; nothing to track then.
+                // Usually it exited in between (nothing to track then), or
+                // it belongs to another user (refused, and reported).
                 tracing::debug!(pid, parent = %parent, %error, "descendant not tracked");
                 None
             }
         }
     }
 
-    /// The tracked descendants of `pid`, after a last look for new ones.
+    /// What a `tree` target reaches besides `pid`, after a last look for
+    /// new members: for a unit's root, every member of its unit; for a
+    /// member, its tracked descendants.
     pub(super) fn tree_members(&mut self, pid: i32) -> Vec<i32> {
         self.discover(pid, true);
+        let Some(entry) = self.tracked.get(&pid) else {
+            return Vec::new();
+        };
+        if entry.is_root() {
+            let root = entry.id();
+            let members = self.unit_pids(root);
+            for &member in &members {
+                self.discover(member, true);
+            }
+            return self
+                .unit_pids(root)
+                .into_iter()
+                .filter(|m| *m != pid)
+                .collect();
+        }
         let mut children: HashMap<ProcessId, Vec<i32>> = HashMap::new();
         for entry in self.tracked.values() {
             children
@@ -137,7 +152,7 @@ impl Actor {
         let Some(entry) = self.tracked.get(&pid) else {
             return Vec::new();
         };
-        let (id, root) = (entry.id(), entry.descendant_of.unwrap_or(entry.id()));
+        let (id, root) = (entry.id(), entry.root());
         let options = TrackOptions {
             action: Some(entry.action),
             grace: Some(entry.grace),

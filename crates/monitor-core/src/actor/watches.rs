@@ -27,16 +27,19 @@ impl Actor {
         watch
     }
 
-    /// Arms a newly tracked process's exit watch and its parent's watch.
-    /// Either may find its process already gone and act at once.
+    /// Arms a newly tracked process's exit watch and, for a unit's root,
+    /// its parent's watch (a member is orphaned with its unit, never by
+    /// its own parent). Either may find its process already gone and act
+    /// at once.
     pub(super) fn start_watching(&mut self, pid: i32) {
         let Some(entry) = self.tracked.get(&pid) else {
             return;
         };
+        let root = entry.is_root();
         if entry.watch.as_ref().is_some_and(Watch::fired) {
             self.confirm_exit(pid);
         }
-        if self.tracked.contains_key(&pid) {
+        if root && self.tracked.contains_key(&pid) {
             self.watch_parent(pid);
         }
     }
@@ -83,12 +86,10 @@ impl Actor {
             }
             return;
         }
-        let member_of = entry
-            .tree
-            .then(|| entry.descendant_of.unwrap_or(entry.id()));
+        let member_of = (entry.containment == crate::Containment::Scan).then(|| entry.root());
         self.settle_exit(pid);
         // Its children were reparented the moment it exited; the rest of
-        // its tree may have forked since the last look.
+        // its unit may have forked since the last look.
         if let Some(root) = member_of {
             self.discover_tree(root);
         }

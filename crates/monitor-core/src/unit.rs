@@ -1,0 +1,57 @@
+//! Units: a tracked process and everything it starts, as one thing with a
+//! membership, an owner and a lifetime. The public face of the concept;
+//! the actor's bookkeeping is in `actor/units.rs`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ProcessId;
+
+/// How a unit learns of its members: the strongest mechanism the monitor
+/// had when the unit was made.
+///
+/// What each lets escape is in `docs/architecture.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Containment {
+    /// Members are found in their parents' children lists
+    /// (`/proc/<pid>/task/*/children`): when the unit is made, whenever a
+    /// member exits, and every `unit_scan_interval`. A process forked and
+    /// orphaned between two looks (a double fork) escapes.
+    Scan,
+    /// The unit is its root alone (`tree` off): its descendants are not
+    /// followed.
+    None,
+}
+
+impl std::fmt::Display for Containment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Scan => "scan",
+            Self::None => "none",
+        })
+    }
+}
+
+/// One unit, as [`crate::Status::units`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UnitStatus {
+    /// The tracked process the unit grew from. It may have exited while
+    /// members live on.
+    pub root: ProcessId,
+    /// Whether the root still runs.
+    pub root_running: bool,
+    /// The uid on whose behalf the unit is tracked: no process of another
+    /// uid is ever a member or signalled, unless this is root (0).
+    pub owner: u32,
+    /// How members are found.
+    pub containment: Containment,
+    /// How many processes the unit holds now, the root included while it
+    /// runs.
+    pub members: usize,
+    /// The monitor spawned the root or was handed it (`spawn`,
+    /// `track_child`): shutdown under [`crate::ShutdownPolicy::TerminateUnits`]
+    /// ends this unit.
+    pub owned: bool,
+}

@@ -1,0 +1,164 @@
+//! Units with real processes: what a tracked process starts is part of it.
+//!
+//! The job runner of the units issue: workers spawned through the monitor
+//! each start two children. `shutdown()` with the default policy, and
+//! `terminate(worker)`, leave nothing of them alive; untracking a unit's
+//! root untracks every member, and nothing is signalled for it afterwards.
+//! Every process a test starts or finds is pinned in a [`Procs`] guard, so
+//! it is killed even when the test fails.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{Proc, Procs, SOON, wait_for_status, wait_until};
+use monitor_core::{Containment, Event, Monitor, MonitorHandle, OwnedChild};
+
+/// A worker: starts two children, prints their pids, waits for them.
+const WORKER: &str = "sleep 300 & echo $!; sleep 300 & echo $!; wait";
+
+/// A worker spawned through the monitor, and its two children, all pinned.
+struct Worker {
+    proc: Proc,
+    children: Vec<Proc>,
+    /// Kept so that the waiter is not dropped (the monitor still owns it).
+    _owned: OwnedChild,
+}
+
+async fn spawn_worker(handle: &MonitorHandle, procs: &mut Procs) -> Worker {
+    let mut command = Command::new("sh");
+    command
+        .args(["-c", WORKER])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    let mut owned = handle.spawn(command).await.expect("spawn a worker");
+    let proc = procs.pin(owned.id().pid);
+    let stdout = owned.take_stdout().expect("piped stdout");
+    let pids = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .take(2)
+            .map(|line| line.expect("read").trim().parse::<i32>().expect("a pid"))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("read the children's pids");
+    let children = pids
+        .into_iter()
+        .map(|pid| procs.pin_child_of(pid, &proc))
+        .collect();
+    Worker {
+        proc,
+        children,
+        _owned: owned,
+    }
+}
+
+fn all_dead(workers: &[Worker]) -> bool {
+    workers
+        .iter()
+        .all(|w| w.proc.is_dead() && w.children.iter().all(Proc::is_dead))
+}
+
+/// Five workers of two children each: the default shutdown ends all
+/// fifteen processes, the children included, although they were forked
+/// after the spawn and the check interval is the default 60 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_by_default_leaves_nothing_of_a_job_runner() {
+    common::init_tracing();
+    let mut procs = Procs::new();
+    let monitor = Monitor::builder()
+        .grace(Duration::from_secs(2))
+        .spawn()
+        .expect("monitor");
+    let handle = monitor.handle();
+    let mut workers = Vec::new();
+    for _ in 0..5 {
+        workers.push(spawn_worker(&handle, &mut procs).await);
+    }
+    let status = handle.status().await.expect("status");
+    assert_eq!(status.units.len(), 5);
+    assert!(
+        status
+            .units
+            .iter()
+            .all(|u| u.owned && u.containment == Containment::Scan)
+    );
+    tokio::time::timeout(SOON, monitor.shutdown())
+        .await
+        .expect("shutdown hung");
+    wait_until(SOON, "every worker and child is gone", || {
+        all_dead(&workers)
+    })
+    .await;
+}
+
+/// `terminate(worker)` ends that worker's unit, its children included, and
+/// nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terminate_ends_a_worker_and_its_children() {
+    common::init_tracing();
+    let mut procs = Procs::new();
+    let (monitor, handle, _log) = common::spawn_monitor(Monitor::builder()).await;
+    let first = spawn_worker(&handle, &mut procs).await;
+    let second = spawn_worker(&handle, &mut procs).await;
+    handle
+        .terminate(first.proc.pid)
+        .await
+        .expect("terminate the first worker");
+    wait_until(SOON, "the first worker and its children are gone", || {
+        all_dead(std::slice::from_ref(&first))
+    })
+    .await;
+    assert!(
+        second.proc.is_running() && second.children.iter().all(Proc::is_running),
+        "terminate reached another unit"
+    );
+    monitor.shutdown().await;
+}
+
+/// Untracking a unit's root untracks its members; when the root's parent
+/// dies afterwards, nothing is signalled on the unit's account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn untracking_a_root_untracks_its_members_for_good() {
+    common::init_tracing();
+    let mut procs = Procs::new();
+    let (monitor, handle, mut log) =
+        common::spawn_monitor(Monitor::builder().check_interval(common::FAST_SCAN)).await;
+    // The parent (killed below), the root, and the root's two children.
+    let parent = procs.spawn_shell(&format!("sh -c '{WORKER}' & echo $!; wait"), 1);
+    let root = parent.kid().clone();
+    handle.track(root.pid).await.expect("track the root");
+    let status = wait_for_status(&handle, SOON, "the root's children are members", |s| {
+        s.units.first().is_some_and(|u| u.members == 3)
+    })
+    .await;
+    let members: Vec<Proc> = status
+        .tracked
+        .iter()
+        .filter(|t| t.descendant_of.is_some())
+        .map(|t| procs.pin(t.id.pid))
+        .collect();
+    handle.untrack(root.pid).await.expect("untrack the root");
+    let status = handle.status().await.expect("status");
+    assert_eq!(status.tracked_count, 0, "{:?}", status.tracked);
+    assert!(status.units.is_empty());
+
+    parent.proc.kill();
+    wait_until(SOON, "the root is reparented", || {
+        root.stat().is_some_and(|stat| stat.ppid != parent.proc.pid)
+    })
+    .await;
+    // Two scans after the reparenting: the scan would have seen an orphan.
+    common::wait_for_more_scans(&handle, 2, SOON).await;
+    assert!(root.is_running() && members.iter().all(Proc::is_running));
+    log.assert_none("a signal for an untracked unit", |e| {
+        matches!(
+            e,
+            Event::Signalled { .. } | Event::Killed { .. } | Event::Orphaned { .. }
+        )
+    });
+    monitor.shutdown().await;
+}
