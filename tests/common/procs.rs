@@ -249,12 +249,22 @@ impl Procs {
     /// from its stdout, one a line (the script's `echo $!`s), within 10 s.
     /// Each is pinned and checked to be a child of the shell.
     pub(crate) fn spawn_shell(&mut self, script: &str, kids: usize) -> Shell {
-        let mut command = Command::new("sh");
+        self.spawn_shell_with(&mut Command::new("sh"), script, kids)
+    }
+
+    /// [`Procs::spawn_shell`] with a `sh` command set up by the caller
+    /// (another uid, another process group).
+    pub(crate) fn spawn_shell_with(
+        &mut self,
+        command: &mut Command,
+        script: &str,
+        kids: usize,
+    ) -> Shell {
         command
             .args(["-c", script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
-        let spawned = self.spawn(&mut command);
+        let spawned = self.spawn(command);
         let stdout = spawned.stdout.expect("piped stdout");
         let (lines, reader) = read_lines(stdout, kids, SOON);
         let kids = lines

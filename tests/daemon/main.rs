@@ -13,6 +13,8 @@
 //! - `protocol.rs`: every request and every bad input.
 //! - `signals.rs`: SIGTERM and SIGHUP.
 //! - `startup.rs`: socket precedence, bad config, a second daemon.
+//! - `units.rs`: an unprivileged registrant's group and tree targets never
+//!   reach root's processes.
 
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::print_stderr)]
@@ -29,3 +31,4 @@ mod persistence;
 mod protocol;
 mod signals;
 mod startup;
+mod units;

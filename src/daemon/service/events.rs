@@ -15,6 +15,13 @@ impl Service {
         let id = event.id();
         let uid = match (&event, id) {
             (Event::Untracked { id }, _) => self.untracked_owners.remove(id),
+            // About another user's process, but news for the registrant
+            // whose unit it was kept out of.
+            (Event::Refused { root, .. }, _) => self
+                .registrations
+                .get(&root.pid)
+                .filter(|r| r.id == *root)
+                .map(|r| r.uid),
             (_, Some(id)) => self
                 .registrations
                 .get(&id.pid)

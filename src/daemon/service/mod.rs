@@ -252,7 +252,10 @@ impl Service {
                 }
             }
         }
+        // The registrant owns the unit: the monitor never makes another
+        // user's process a member of it, nor signals one for it.
         let mut options = TrackOptions::new()
+            .owner(peer.uid)
             .action(request.action.unwrap_or(self.defaults.action))
             .grace(request.grace.unwrap_or(self.defaults.grace))
             .signal(request.signal.unwrap_or(self.defaults.signal));
@@ -374,6 +377,7 @@ impl Service {
         for registration in registrations {
             let id = registration.id;
             let options = TrackOptions::new()
+                .owner(registration.uid)
                 .start_time(id.start_time)
                 .parent_identity(registration.parent)
                 .action(registration.action)

@@ -24,6 +24,9 @@ pub(super) struct Unit {
     pub(super) containment: Containment,
     /// Tracked members, the root left out.
     pub(super) members: BTreeSet<i32>,
+    /// Processes refused for this unit, so each is reported once however
+    /// often the unit looks at it again.
+    pub(super) refused: BTreeSet<ProcessId>,
     /// The root is still tracked (it has not exited nor been refused).
     pub(super) root_running: bool,
     /// The monitor spawned the root or was handed it: the shutdown policy
@@ -37,6 +40,7 @@ impl Unit {
             owner,
             containment,
             members: BTreeSet::new(),
+            refused: BTreeSet::new(),
             root_running: true,
             owned,
         }
@@ -99,6 +103,13 @@ impl Actor {
     }
 
     fn refused(&mut self, id: ProcessId, root: ProcessId, uid: u32, owner: u32) {
+        let first = self
+            .units
+            .get_mut(&root)
+            .is_none_or(|unit| unit.refused.insert(id));
+        if !first {
+            return;
+        }
         self.counters.refused += 1;
         tracing::warn!(
             pid = id.pid,
