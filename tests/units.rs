@@ -128,7 +128,8 @@ async fn untracking_a_root_untracks_its_members_for_good() {
     let (monitor, handle, mut log) =
         common::spawn_monitor(Monitor::builder().check_interval(common::FAST_SCAN)).await;
     // The parent (killed below), the root, and the root's two children.
-    let parent = procs.spawn_shell(&format!("sh -c '{WORKER}' & echo $!; wait"), 1);
+    // The root's own output goes nowhere: the only line read is its pid.
+    let parent = procs.spawn_shell(&format!("sh -c '{WORKER}' >/dev/null & echo $!; wait"), 1);
     let root = parent.kid().clone();
     handle.track(root.pid).await.expect("track the root");
     let status = wait_for_status(&handle, SOON, "the root's children are members", |s| {
@@ -161,4 +162,143 @@ async fn untracking_a_root_untracks_its_members_for_good() {
         )
     });
     monitor.shutdown().await;
+}
+
+/// The root of the escape tests: it forks `C`, which calls nothing but
+/// starts `G` in a session of its own (`setsid`), prints `G`'s pid, and
+/// waits for it. `G` has left `C`'s session and process group, so only
+/// parentage ties it to the unit.
+const ESCAPE_ROOT: &str = "(setsid sleep 300 & echo $!; wait) & wait";
+
+/// How the escape test's root is made a unit's root.
+#[derive(Debug, Clone, Copy)]
+enum RootKind {
+    /// Spawned through the monitor.
+    Spawned,
+    /// Started by somebody else (a grandchild of the test) and tracked.
+    Tracked,
+}
+
+/// Starts the escape fixture; returns the root and the setsid grandchild,
+/// both pinned.
+async fn escape_fixture(
+    handle: &MonitorHandle,
+    procs: &mut Procs,
+    kind: RootKind,
+    tree: bool,
+) -> (Proc, Proc, Option<OwnedChild>) {
+    let options = monitor_core::TrackOptions::new().tree(tree);
+    match kind {
+        RootKind::Spawned => {
+            let mut command = Command::new("sh");
+            command
+                .args(["-c", ESCAPE_ROOT])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped());
+            let spawn = monitor_core::SpawnOptions::new().track(options);
+            let mut owned = handle.spawn_with(command, spawn).await.expect("spawn");
+            let root = procs.pin(owned.id().pid);
+            let pids = read_pids(owned.take_stdout().expect("piped"), 1).await;
+            let grandchild = procs.pin(pids[0]);
+            (root, grandchild, Some(owned))
+        }
+        RootKind::Tracked => {
+            let mut command = Command::new("sh");
+            command
+                .args(["-c", &format!("sh -c '{ESCAPE_ROOT}' & echo $!; wait")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped());
+            let mut outer = procs.spawn(&mut command);
+            let pids = read_pids(outer.stdout.take().expect("piped"), 2).await;
+            // Which line is which does not depend on timing: the root is
+            // the outer shell's child.
+            let (root, grandchild) =
+                if common::read_stat(pids[0]).is_some_and(|stat| stat.ppid == outer.proc.pid) {
+                    (pids[0], pids[1])
+                } else {
+                    (pids[1], pids[0])
+                };
+            let root = procs.pin_child_of(root, &outer.proc);
+            let grandchild = procs.pin(grandchild);
+            handle
+                .track_with(root.pid, options)
+                .await
+                .expect("track the root");
+            (root, grandchild, None)
+        }
+    }
+}
+
+async fn read_pids(stdout: std::process::ChildStdout, count: usize) -> Vec<i32> {
+    tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .take(count)
+            .map(|line| line.expect("read").trim().parse::<i32>().expect("a pid"))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("read the fixture's pids")
+}
+
+/// Under `scan` containment (the fallback without cgroups or fork events),
+/// a setsid grandchild whose parent still lives is a member within the
+/// unit cadence (1 s), with the 60 s check interval, and ends with the
+/// unit; for a spawned root and for a tracked non-child root alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setsid_grandchild_is_found_by_the_unit_scan_and_ends_with_the_unit() {
+    for kind in [RootKind::Spawned, RootKind::Tracked] {
+        let mut procs = Procs::new();
+        let (monitor, handle, _log) = common::spawn_monitor(Monitor::builder()).await;
+        let (root, grandchild, _owned) = escape_fixture(&handle, &mut procs, kind, true).await;
+        wait_for_status(&handle, SOON, "the setsid grandchild is a member", |s| {
+            s.tracked
+                .iter()
+                .any(|t| t.id == grandchild.id() && t.descendant_of == Some(root.id()))
+        })
+        .await;
+        handle
+            .terminate(root.pid)
+            .await
+            .expect("terminate the unit");
+        wait_until(SOON, "the root and the grandchild are gone", || {
+            root.is_dead() && grandchild.is_dead()
+        })
+        .await;
+        assert_eq!(
+            handle.status().await.expect("status").scan_only,
+            0,
+            "{kind:?}"
+        );
+        monitor.shutdown().await;
+    }
+}
+
+/// The negative control: with containment off (`tree(false)`), the same
+/// grandchild is never a member and survives the root's termination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_containment_the_setsid_grandchild_survives() {
+    for kind in [RootKind::Spawned, RootKind::Tracked] {
+        let mut procs = Procs::new();
+        let (monitor, handle, mut log) = common::spawn_monitor(Monitor::builder()).await;
+        let (root, grandchild, _owned) = escape_fixture(&handle, &mut procs, kind, false).await;
+        let status = handle.status().await.expect("status");
+        assert_eq!(status.units[0].containment, Containment::None);
+        handle
+            .terminate(root.pid)
+            .await
+            .expect("terminate the root");
+        log.wait_for(
+            SOON,
+            "the root's exit",
+            |e| matches!(e, Event::Exited { id, .. } if *id == root.id()),
+        )
+        .await;
+        assert!(
+            grandchild.is_running(),
+            "{kind:?}: the control did not escape"
+        );
+        assert_eq!(handle.status().await.expect("status").tracked_count, 0);
+        monitor.shutdown().await;
+    }
 }

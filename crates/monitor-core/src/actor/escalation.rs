@@ -54,12 +54,20 @@ impl Actor {
         }
         let entry = self.tracked.get(&pid).ok_or(Error::NotTracked { pid })?;
         let tracked = entry.describe();
-        let target = target.unwrap_or(if entry.is_root() {
-            OrphanTarget::Tree
-        } else {
-            OrphanTarget::Process
-        });
-        let others = self.reach(pid, target);
+        let others = match target {
+            Some(target) => self.reach(pid, target),
+            // A root's unit as it is (looked at once more), and no more:
+            // a unit of one is its root alone.
+            None if entry.is_root() => {
+                let root = entry.id();
+                self.discover_tree(root);
+                self.unit_pids(root)
+                    .into_iter()
+                    .filter(|member| *member != pid)
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         self.stop_one(pid, kill);
         for other in others {
             self.stop_one(other, kill);
