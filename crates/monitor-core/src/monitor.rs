@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -82,18 +82,30 @@ impl Monitor {
         let (scans_tx, scans_rx) = mpsc::channel(1);
         let (events, _) = broadcast::channel(config.event_capacity);
         let tasks = TaskTracker::new();
+        let unit_rescan = Arc::new(Notify::new());
         if config.enabled {
             tasks.spawn(scan::run(
                 Arc::clone(&os),
-                config.check_interval,
-                config.unit_scan_interval,
+                scan::Periods {
+                    check: config.check_interval,
+                    unit: config.unit_scan_interval,
+                },
+                Arc::clone(&unit_rescan),
                 scans_tx,
                 cancel.clone(),
             ));
         }
         // Unbounded because wakers cannot wait; see `watch.rs`.
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
-        let actor = Actor::new(os, config, events, subreaper, ready_tx, cancel.clone());
+        let actor = Actor::new(
+            os,
+            config,
+            events,
+            subreaper,
+            ready_tx,
+            unit_rescan,
+            cancel.clone(),
+        );
         tasks.spawn(actor.run(Inputs {
             commands: commands_rx,
             scans: scans_rx,

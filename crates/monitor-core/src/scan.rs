@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{self, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -150,29 +150,40 @@ pub(crate) fn unit_scan(os: &dyn Os, members: &[Arc<ProcHandle>]) -> Vec<(Proces
         .collect()
 }
 
+/// The scanner's two periods.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Periods {
+    /// The safety-net scan of every tracked process.
+    pub(crate) check: Duration,
+    /// The unit scan of the members of units contained by scanning.
+    pub(crate) unit: Duration,
+}
+
 /// The scanner task: two intervals. The check interval reads every tracked
 /// process (the safety net); the unit interval reads the children lists of
 /// the members of units contained by scanning (their only way to find new
-/// members between exits). Each asks the actor for a snapshot, reads on the
-/// blocking pool, and reports.
+/// members between exits), and so does `rescan`, which the actor notifies
+/// when such a member exits. Each asks the actor for a snapshot, reads on
+/// the blocking pool, and reports.
 pub(crate) async fn run(
     os: Arc<dyn Os>,
-    period: Duration,
-    unit_period: Duration,
+    periods: Periods,
+    rescan: Arc<Notify>,
     to_actor: mpsc::Sender<ScanMsg>,
     cancel: CancellationToken,
 ) {
-    let mut interval = time::interval_at(Instant::now(), period);
+    let mut interval = time::interval_at(Instant::now(), periods.check);
     // A stalled runtime must not be followed by a burst of scans: one scan
     // sees everything a burst would.
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut unit_interval = time::interval_at(Instant::now() + unit_period, unit_period);
+    let mut unit_interval = time::interval_at(Instant::now() + periods.unit, periods.unit);
     unit_interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let unit_tick = tokio::select! {
             () = cancel.cancelled() => break,
             _ = interval.tick() => false,
             _ = unit_interval.tick() => true,
+            () = rescan.notified() => true,
         };
         if unit_tick {
             if !scan_units(&os, &to_actor).await {

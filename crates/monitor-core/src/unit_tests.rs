@@ -4,6 +4,8 @@
 
 use crate::fake::FakeProc;
 use crate::harness::{CHILD, Harness, PARENT, config, is_orphaned, secs, stubborn};
+use std::time::Duration;
+
 use crate::{Containment, ErrorKind, Event, OrphanTarget, Signal, TrackOptions};
 
 const GRANDCHILD: i32 = 300;
@@ -424,4 +426,54 @@ async fn root_owns_everything_and_a_user_only_their_own() {
         tracked_descendants(&status),
         vec![(GRANDCHILD, CHILD, Some(CHILD))]
     );
+}
+
+/// A unit of 1,000 stubborn members is terminated in one grace period:
+/// every member gets SIGTERM in the same instant and SIGKILL exactly one
+/// grace period later, not one member after another.
+#[tokio::test(start_paused = true)]
+async fn a_thousand_member_unit_is_terminated_in_one_grace_period() {
+    let mut h = Harness::start(config()).await;
+    h.os.spawn(PARENT, 1);
+    h.os.spawn_with(
+        CHILD,
+        FakeProc {
+            start_time: 1,
+            ppid: PARENT,
+            ..stubborn()
+        },
+    );
+    let members: Vec<i32> = (1000..2000).collect();
+    for &pid in &members {
+        h.os.spawn_with(
+            pid,
+            FakeProc {
+                start_time: 1,
+                ppid: CHILD,
+                ..stubborn()
+            },
+        );
+    }
+    h.handle.track(CHILD).await.expect("track");
+    assert_eq!(
+        h.handle.status().await.expect("status").units[0].members,
+        1001
+    );
+    h.sleep_until(secs(30.0)).await;
+    h.os.kill_parent(PARENT);
+    h.next(is_orphaned).await;
+    h.sleep_until(secs(70.0)).await;
+    let sent = h.sent();
+    let at = |signal| {
+        let mut times: Vec<Duration> = sent
+            .iter()
+            .filter(|(_, _, s)| *s == signal)
+            .map(|(at, _, _)| *at)
+            .collect();
+        times.dedup();
+        (sent.iter().filter(|(_, _, s)| *s == signal).count(), times)
+    };
+    assert_eq!(at(Signal::TERM), (1001, vec![secs(60.0)]));
+    assert_eq!(at(Signal::KILL), (1001, vec![secs(65.0)]));
+    assert!(!members.iter().any(|pid| h.os.is_alive(*pid)));
 }

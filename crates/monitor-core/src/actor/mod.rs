@@ -10,11 +10,11 @@
 //! descendants and process groups), `reaping` (sweeps and settling exits),
 //! `shutdown`.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{DelayQueue, delay_queue};
@@ -178,6 +178,11 @@ struct ParentWatch {
 struct Released {
     handle: Arc<ProcHandle>,
     ownership: Ownership,
+    /// Not ours yet: a tracked process that died as another process's
+    /// child while this one is a subreaper (or init). If its parent dies
+    /// without reaping it, the zombie is reparented here and reaped; until
+    /// then the reap finds nothing (`ECHILD`) and it waits while it exists.
+    foster: bool,
 }
 
 pub(crate) struct Actor {
@@ -196,6 +201,10 @@ pub(crate) struct Actor {
     unit_targets: Option<Arc<[Arc<ProcHandle>]>>,
     /// Every unit, by root. A unit outlives its root while members remain.
     units: HashMap<ProcessId, Unit>,
+    /// Asks the scanner for a unit scan now (a member exited, so the rest
+    /// of its unit may have forked since the last look). A `Notify` keeps
+    /// one permit: a burst of exits costs one scan, read off the actor.
+    unit_rescan: Arc<Notify>,
     released: Vec<Released>,
     /// Escalation wake-ups, keyed back to the process by identity.
     deadlines: DelayQueue<ProcessId>,
@@ -230,6 +239,7 @@ impl Actor {
         events: broadcast::Sender<Event>,
         subreaper: bool,
         ready: mpsc::UnboundedSender<WatchKey>,
+        unit_rescan: Arc<Notify>,
         cancel: CancellationToken,
     ) -> Self {
         Self {
@@ -241,6 +251,7 @@ impl Actor {
             scan_targets: None,
             unit_targets: None,
             units: HashMap::new(),
+            unit_rescan,
             released: Vec::new(),
             deadlines: DelayQueue::new(),
             events,
@@ -422,7 +433,6 @@ impl Actor {
             processes: report.processes,
             duration: report.duration,
         });
-        let mut exited_trees = HashSet::new();
         for (id, observation) in report.observations {
             // The set may have changed while the scan ran.
             let Some(entry) = self.tracked.get(&id.pid).filter(|e| e.id() == id) else {
@@ -431,7 +441,7 @@ impl Actor {
             match observation {
                 Observation::Gone | Observation::Exited => {
                     if entry.containment == Containment::Scan {
-                        exited_trees.insert(entry.root());
+                        self.unit_rescan.notify_one();
                     }
                     self.settle_exit(id.pid);
                 }
@@ -439,9 +449,6 @@ impl Actor {
                     self.observe_alive(id.pid, ppid, parent_alive);
                 }
             }
-        }
-        for root in exited_trees {
-            self.discover_tree(root);
         }
         self.sweep();
         self.note_zombies(report.zombies);

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use super::{Actor, Entry, Ownership};
+use super::{Actor, Entry, Ownership, Released};
 use crate::os::{Os, ProcHandle, Reaped};
 use crate::status::ProcessState;
 use crate::{ErrorKind, Event, ExitStatus, ProcessId, ReapPolicy};
@@ -43,8 +43,27 @@ impl Actor {
             let _ = waiter.send(status);
         }
         self.emit(Event::Exited { id, status });
+        self.foster(entry);
         if unit_left {
             self.root_exited(id);
+        }
+    }
+
+    /// Keeps the zombie of a process that was not this one's child when
+    /// it died, if it may still become one (this process is a subreaper or
+    /// init): a unit member killed just before its parent is reparented
+    /// here and must not linger unreaped.
+    fn foster(&mut self, entry: Entry) {
+        let may_come_here = self.subreaper || self.my_pid == 1;
+        if entry.owned.is_some() || !entry.adoptable || !may_come_here {
+            return;
+        }
+        if self.os.stat(&entry.handle).is_some_and(|info| info.exited) {
+            self.released.push(Released {
+                handle: entry.handle,
+                ownership: Ownership::default(),
+                foster: true,
+            });
         }
     }
 
@@ -80,6 +99,7 @@ impl Actor {
     /// Settles a process the scan or an escalation found exited or gone:
     /// reaps it if owned, then reports it.
     pub(super) fn settle_exit(&mut self, pid: i32) {
+        self.adopt_if_ours(pid);
         if self.reap_tracked(pid) {
             return;
         }
@@ -90,6 +110,23 @@ impl Actor {
             .is_some_and(|e| e.owned.is_some() && self.is_running(e));
         if !owned_and_running {
             self.finish(pid, None);
+        }
+    }
+
+    /// A tracked process that died as this process's child although it was
+    /// not one when tracked (a unit member reparented to this subreaper,
+    /// never seen alive by a scan since): adopt it now, so it is reaped
+    /// instead of lingering as a zombie nobody owns.
+    fn adopt_if_ours(&mut self, pid: i32) {
+        let adopted = self.tracked.get(&pid).is_some_and(|entry| {
+            entry.adoptable
+                && self
+                    .os
+                    .stat(&entry.handle)
+                    .is_some_and(|info| info.ppid == self.my_pid)
+        });
+        if adopted {
+            self.observe_alive(pid, self.my_pid, true);
         }
     }
 
@@ -138,6 +175,8 @@ impl Actor {
                     reaped.push((released.handle.id.pid, status));
                     false
                 }
+                // A foster zombie still waits for its parent (or for us).
+                Err(_) if released.foster => os.stat(&released.handle).is_some(),
                 // Someone else reaped it; nothing is left to wait for.
                 Err(_) => false,
             }

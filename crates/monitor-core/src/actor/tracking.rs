@@ -55,6 +55,7 @@ impl Actor {
                     self.released.push(Released {
                         handle: Arc::new(handle),
                         ownership,
+                        foster: false,
                     });
                 }
                 Err(error)
@@ -260,6 +261,7 @@ impl Actor {
                 self.released.push(Released {
                     handle: entry.handle,
                     ownership,
+                    foster: false,
                 });
             }
         }

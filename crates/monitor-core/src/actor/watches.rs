@@ -86,12 +86,12 @@ impl Actor {
             }
             return;
         }
-        let member_of = (entry.containment == crate::Containment::Scan).then(|| entry.root());
+        let scanned = entry.containment == crate::Containment::Scan;
         self.settle_exit(pid);
         // Its children were reparented the moment it exited; the rest of
         // its unit may have forked since the last look.
-        if let Some(root) = member_of {
-            self.discover_tree(root);
+        if scanned {
+            self.unit_rescan.notify_one();
         }
     }
 
