@@ -95,6 +95,12 @@ pub enum Error {
         /// Its unit's root.
         root: ProcessId,
     },
+    /// Orphans already join another unit (`SpawnOptions::adopt_orphans`).
+    #[error("orphans reparented to this process already join the unit of {root}")]
+    AdoptionTaken {
+        /// The root of the unit they join.
+        root: ProcessId,
+    },
     /// Untrack of a pid that is not tracked.
     #[error("pid {pid} is not tracked")]
     NotTracked {

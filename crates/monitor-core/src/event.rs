@@ -72,6 +72,11 @@ pub enum Event {
         /// The zombie.
         id: ProcessId,
     },
+    /// A unit is over: its root and every member are gone.
+    UnitEnded {
+        /// The unit's root.
+        root: ProcessId,
+    },
     /// A process was refused as a member of a unit, or a signal to it was
     /// withheld, because its real uid is not the unit owner's (and the
     /// owner is not root). It is not tracked for that unit, and never
@@ -113,6 +118,7 @@ impl Event {
             | Self::Refused { id, .. } => Some(*id),
             Self::Error { id, .. } => *id,
             Self::Reaped { .. } => None,
+            Self::UnitEnded { root } => Some(*root),
         }
     }
 
@@ -147,6 +153,7 @@ impl std::fmt::Display for Event {
             Self::Adopted { id } => write!(f, "{id} adopted"),
             Self::Reaped { pid, status } => write!(f, "{pid} reaped: {status}"),
             Self::UnownedZombie { id } => write!(f, "{id} is an unowned zombie child"),
+            Self::UnitEnded { root } => write!(f, "the unit of {root} ended"),
             Self::Refused {
                 id,
                 root,

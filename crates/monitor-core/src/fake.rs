@@ -162,6 +162,18 @@ impl Os for FakeOs {
         children
     }
 
+    fn own_children(&self) -> Vec<i32> {
+        let mut children: Vec<i32> = self
+            .table()
+            .procs
+            .iter()
+            .filter(|(_, proc)| proc.ppid == MY_PID)
+            .map(|(pid, _)| *pid)
+            .collect();
+        children.sort_unstable();
+        children
+    }
+
     fn group_members(&self, pgid: i32) -> Vec<i32> {
         let mut members: Vec<i32> = self
             .table()

@@ -97,6 +97,9 @@ pub(crate) trait Os: Send + Sync + 'static {
     /// Empty once it has exited.
     fn children(&self, handle: &ProcHandle) -> Vec<i32>;
 
+    /// The pids of this process's own children (every thread's list).
+    fn own_children(&self) -> Vec<i32>;
+
     /// Every process in process group `pgid`.
     fn group_members(&self, pgid: i32) -> Vec<i32>;
 
@@ -301,6 +304,10 @@ impl Os for LinuxOs {
         } else {
             Vec::new()
         }
+    }
+
+    fn own_children(&self) -> Vec<i32> {
+        read_children(self.my_pid)
     }
 
     fn group_members(&self, pgid: i32) -> Vec<i32> {

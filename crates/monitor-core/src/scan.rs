@@ -82,10 +82,29 @@ pub(crate) enum ScanMsg {
     /// The observations of that tick.
     Report(ScanReport),
     /// "Unit tick: which members do units contained by scanning have?"
-    UnitSnapshot(oneshot::Sender<Arc<[Arc<ProcHandle>]>>),
-    /// The children of those members (tracked ones included; the actor
-    /// skips those).
-    Children(Vec<(ProcessId, Vec<i32>)>),
+    UnitSnapshot(oneshot::Sender<UnitSnapshot>),
+    /// What the unit scan found.
+    Children(UnitReport),
+}
+
+/// What a unit scan reads.
+#[derive(Debug, Clone)]
+pub(crate) struct UnitSnapshot {
+    /// The members of units contained by scanning.
+    pub(crate) members: Arc<[Arc<ProcHandle>]>,
+    /// Also list this process's own children: orphans reparented here join
+    /// a unit.
+    pub(crate) adopt: bool,
+}
+
+/// What a unit scan found.
+#[derive(Debug, Default)]
+pub(crate) struct UnitReport {
+    /// The children of each member (tracked ones included; the actor skips
+    /// those).
+    pub(crate) members: Vec<(ProcessId, Vec<i32>)>,
+    /// This process's own children, when asked for.
+    pub(crate) own: Vec<i32>,
 }
 
 /// Reads every target once. Runs on the blocking pool.
@@ -141,13 +160,21 @@ pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot) -> ScanReport {
 }
 
 /// Reads the children lists of every member of the units contained by
-/// scanning. Runs on the blocking pool.
-pub(crate) fn unit_scan(os: &dyn Os, members: &[Arc<ProcHandle>]) -> Vec<(ProcessId, Vec<i32>)> {
-    members
-        .iter()
-        .map(|member| (member.id, os.children(member)))
-        .filter(|(_, children)| !children.is_empty())
-        .collect()
+/// scanning (and this process's own, to adopt). Runs on the blocking pool.
+pub(crate) fn unit_scan(os: &dyn Os, snapshot: &UnitSnapshot) -> UnitReport {
+    UnitReport {
+        members: snapshot
+            .members
+            .iter()
+            .map(|member| (member.id, os.children(member)))
+            .filter(|(_, children)| !children.is_empty())
+            .collect(),
+        own: if snapshot.adopt {
+            os.own_children()
+        } else {
+            Vec::new()
+        },
+    }
 }
 
 /// The scanner's two periods.
@@ -216,20 +243,21 @@ async fn scan_units(os: &Arc<dyn Os>, to_actor: &mpsc::Sender<ScanMsg>) -> bool 
     if to_actor.send(ScanMsg::UnitSnapshot(reply)).await.is_err() {
         return false;
     }
-    let Ok(members) = snapshot.await else {
+    let Ok(snapshot) = snapshot.await else {
         return false;
     };
     // No unit to look into: nothing to read, and no blocking-pool thread.
-    if members.is_empty() {
+    if snapshot.members.is_empty() && !snapshot.adopt {
         return true;
     }
     let os = Arc::clone(os);
-    let found = match tokio::task::spawn_blocking(move || unit_scan(os.as_ref(), &members)).await {
+    let found = match tokio::task::spawn_blocking(move || unit_scan(os.as_ref(), &snapshot)).await {
         Ok(found) => found,
         Err(error) => {
             tracing::error!(%error, "unit scan task failed; the next tick retries");
             return true;
         }
     };
-    found.is_empty() || to_actor.send(ScanMsg::Children(found)).await.is_ok()
+    // Sent even when nothing was found: the actor counts unit scans.
+    to_actor.send(ScanMsg::Children(found)).await.is_ok()
 }

@@ -32,6 +32,11 @@ pub struct SpawnOptions {
     /// The signal the child gets when this process dies
     /// (`PR_SET_PDEATHSIG`). `None`: the child outlives this process.
     pub parent_death_signal: Option<Signal>,
+    /// Orphans reparented to this process (a subreaper, or init) join the
+    /// child's unit: whatever escaped its containment comes back to it. For
+    /// a supervisor whose one unit is everything it runs (`pidguard run`);
+    /// one unit per monitor at most, and only with `tree`.
+    pub adopt_orphans: bool,
 }
 
 impl SpawnOptions {
@@ -49,6 +54,13 @@ impl SpawnOptions {
     /// Sends `signal` to the child when this process dies.
     pub fn parent_death_signal(mut self, signal: Signal) -> Self {
         self.parent_death_signal = Some(signal);
+        self
+    }
+
+    /// Makes orphans reparented to this process members of the child's
+    /// unit (see [`SpawnOptions::adopt_orphans`]).
+    pub fn adopt_orphans(mut self, adopt: bool) -> Self {
+        self.adopt_orphans = adopt;
         self
     }
 }

@@ -61,6 +61,10 @@ pub struct TrackedStatus {
 pub struct Counters {
     /// Scans completed.
     pub scans: u64,
+    /// Unit scans completed (children lists of the members of units
+    /// contained by scanning), on the unit interval or after a member's
+    /// exit; none while no unit is contained by scanning.
+    pub unit_scans: u64,
     /// Processes found orphaned.
     pub orphans_found: u64,
     /// Orphans that exited after the termination signal, before `SIGKILL`.

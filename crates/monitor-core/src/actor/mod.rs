@@ -21,7 +21,7 @@ use tokio_util::time::{DelayQueue, delay_queue};
 use tracing::Span;
 
 use crate::os::{Os, ProcHandle};
-use crate::scan::{Observation, ScanMsg, ScanReport, ScanTarget, Snapshot};
+use crate::scan::{Observation, ScanMsg, ScanReport, ScanTarget, Snapshot, UnitSnapshot};
 use crate::watch::{Watch, WatchKey};
 
 use self::escalation::Escalation;
@@ -205,6 +205,9 @@ pub(crate) struct Actor {
     /// of its unit may have forked since the last look). A `Notify` keeps
     /// one permit: a burst of exits costs one scan, read off the actor.
     unit_rescan: Arc<Notify>,
+    /// The root of the unit that orphans reparented to this process join
+    /// (`SpawnOptions::adopt_orphans`).
+    adopting: Option<ProcessId>,
     released: Vec<Released>,
     /// Escalation wake-ups, keyed back to the process by identity.
     deadlines: DelayQueue<ProcessId>,
@@ -252,6 +255,7 @@ impl Actor {
             unit_targets: None,
             units: HashMap::new(),
             unit_rescan,
+            adopting: None,
             released: Vec::new(),
             deadlines: DelayQueue::new(),
             events,
@@ -288,7 +292,11 @@ impl Actor {
                     ScanMsg::UnitSnapshot(reply) => {
                         let _ = reply.send(self.unit_snapshot());
                     }
-                    ScanMsg::Children(found) => self.adopt_children(found),
+                    ScanMsg::Children(found) => {
+                        self.counters.unit_scans += 1;
+                        self.adopt_children(found.members);
+                        self.adopt_orphans(found.own);
+                    }
                 },
                 Some(expired) = std::future::poll_fn(|cx| self.deadlines.poll_expired(cx)),
                     if !self.deadlines.is_empty() => self.on_deadline(expired.into_inner()),
@@ -415,16 +423,20 @@ impl Actor {
     }
 
     /// The pinned members of units contained by scanning, for the unit
-    /// scan.
-    fn unit_snapshot(&mut self) -> Arc<[Arc<ProcHandle>]> {
+    /// scan, and whether orphans are adopted into a unit.
+    fn unit_snapshot(&mut self) -> UnitSnapshot {
         let tracked = &self.tracked;
-        Arc::clone(self.unit_targets.get_or_insert_with(|| {
+        let members = Arc::clone(self.unit_targets.get_or_insert_with(|| {
             tracked
                 .values()
                 .filter(|entry| entry.containment == Containment::Scan)
                 .map(|entry| Arc::clone(&entry.handle))
                 .collect()
-        }))
+        }));
+        UnitSnapshot {
+            members,
+            adopt: self.adopting.is_some(),
+        }
     }
 
     fn apply_scan(&mut self, report: ScanReport) {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::units::Settings;
 use super::{Actor, Entry, Ownership, Released, Unit};
 use crate::status::ProcessState;
 use crate::{
@@ -38,8 +39,16 @@ impl Actor {
             child: Some(ChildProcess::Std(child)),
             waiter: Some(waiter),
         });
+        if options.adopt_orphans
+            && let Some(root) = self.adopting
+        {
+            return Err(Error::AdoptionTaken { root });
+        }
         match self.track(pid, options.track, &mut owner) {
             Ok(tracked) => {
+                if options.adopt_orphans && tracked.containment != Containment::None {
+                    self.adopting = Some(tracked.id);
+                }
                 tracing::debug!(pid, program, "spawned");
                 Ok(OwnedChild::new(tracked, exit).with_pipes(pipes))
             }
@@ -143,6 +152,12 @@ impl Actor {
             Some(ParentSpec::Identity(parent)) => parent,
         };
         let tree = options.tree.unwrap_or(self.config.tree);
+        let settings = Settings {
+            action: options.action.unwrap_or(self.config.orphan_action),
+            target: options.target.unwrap_or(self.config.orphan_target),
+            grace: options.grace.unwrap_or(self.config.grace),
+            signal: options.signal.unwrap_or(self.config.term_signal),
+        };
         let (unit_owner, containment, unit) = match descendant_of {
             Some(root) => {
                 let unit = self
@@ -158,7 +173,7 @@ impl Actor {
                 } else {
                     Containment::None
                 };
-                let unit = Unit::new(unit_owner, containment, owner.is_some());
+                let unit = Unit::new(unit_owner, containment, owner.is_some(), settings);
                 (unit_owner, containment, Some(unit))
             }
         };
@@ -172,14 +187,14 @@ impl Actor {
             handle,
             parent,
             named_parent: parent != real_parent,
-            action: options.action.unwrap_or(self.config.orphan_action),
-            target: options.target.unwrap_or(self.config.orphan_target),
+            action: settings.action,
+            target: settings.target,
             tree,
             descendant_of,
             owner: unit_owner,
             containment,
-            grace: options.grace.unwrap_or(self.config.grace),
-            signal: options.signal.unwrap_or(self.config.term_signal),
+            grace: settings.grace,
+            signal: settings.signal,
             watch,
             adoptable: ownership.is_none() && info.ppid != self.my_pid,
             stop_requested: false,
@@ -215,6 +230,13 @@ impl Actor {
             self.reap_tracked(pid);
         }
         self.start_watching(pid);
+        // A member found after its unit's root is gone (the root's last
+        // look, or an orphan adopted late) is orphaned with the unit.
+        if let Some(root) = descendant_of
+            && self.units.get(&root).is_some_and(|unit| !unit.root_running)
+        {
+            self.orphan_member(pid, root);
+        }
         Ok(tracked)
     }
 

@@ -74,15 +74,7 @@ impl Actor {
         if self.tracked.contains_key(&pid) {
             return None;
         }
-        let template = self.tracked.get(&parent.pid)?;
-        let options = TrackOptions {
-            action: Some(template.action),
-            target: Some(template.target),
-            tree: Some(true),
-            grace: Some(template.grace),
-            signal: Some(template.signal),
-            ..TrackOptions::default()
-        };
+        let options = self.member_options(root)?;
         match self.insert(pid, options, &mut None, Some(root)) {
             Ok(tracked) if tracked.parent == parent => {
                 tracing::info!(pid, parent = %parent, root = %root, "descendant tracked");

@@ -15,12 +15,28 @@ use tokio::time::Instant;
 
 use super::Actor;
 use crate::status::ProcessState;
-use crate::{Containment, Error, Event, ProcessId, UnitStatus};
+use std::time::Duration;
+
+use crate::{
+    Containment, Error, Event, OrphanAction, OrphanTarget, ProcessId, Signal, TrackOptions,
+    UnitStatus,
+};
+
+/// What a unit's members inherit from its root, kept with the unit so a
+/// member found after the root is gone still gets them.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Settings {
+    pub(super) action: OrphanAction,
+    pub(super) target: OrphanTarget,
+    pub(super) grace: Duration,
+    pub(super) signal: Signal,
+}
 
 /// One unit: its owner, how it finds members, and the members tracked now.
 #[derive(Debug)]
 pub(super) struct Unit {
     pub(super) owner: u32,
+    pub(super) settings: Settings,
     pub(super) containment: Containment,
     /// Tracked members, the root left out.
     pub(super) members: BTreeSet<i32>,
@@ -35,9 +51,15 @@ pub(super) struct Unit {
 }
 
 impl Unit {
-    pub(super) fn new(owner: u32, containment: Containment, owned: bool) -> Self {
+    pub(super) fn new(
+        owner: u32,
+        containment: Containment,
+        owned: bool,
+        settings: Settings,
+    ) -> Self {
         Self {
             owner,
+            settings,
             containment,
             members: BTreeSet::new(),
             refused: BTreeSet::new(),
@@ -150,7 +172,11 @@ impl Actor {
         }
         if !unit.root_running && unit.members.is_empty() {
             self.units.remove(&root);
+            if self.adopting == Some(root) {
+                self.adopting = None;
+            }
             tracing::debug!(root = %root, "unit ended");
+            self.emit(Event::UnitEnded { root });
         }
     }
 
@@ -172,25 +198,75 @@ impl Actor {
         if !members.is_empty() {
             tracing::info!(root = %root, members = members.len(), "unit root exited; its members are orphaned with it");
         }
-        let now = Instant::now();
         for pid in members {
-            let Some(entry) = self.tracked.get_mut(&pid) else {
-                continue;
-            };
-            if entry.state != ProcessState::Running {
+            self.orphan_member(pid, root);
+        }
+    }
+
+    /// A member of a unit whose root is gone: orphaned with it, and given
+    /// the unit's action (once: a member on its way out is left as it is).
+    pub(super) fn orphan_member(&mut self, pid: i32, root: ProcessId) {
+        let Some(entry) = self.tracked.get_mut(&pid) else {
+            return;
+        };
+        if entry.state != ProcessState::Running {
+            return;
+        }
+        let (id, action) = (entry.id(), entry.action);
+        entry.state = ProcessState::Orphaned;
+        entry.since = Instant::now();
+        self.counters.orphans_found += 1;
+        self.emit(Event::Orphaned {
+            id,
+            parent: root,
+            action,
+        });
+        self.act(pid, action);
+    }
+
+    /// Orphans reparented to this process join the adopting unit, if there
+    /// is one. Each is pinned and must still be this process's child (and
+    /// not one it already knows); it is then this monitor's to reap.
+    pub(super) fn adopt_orphans(&mut self, own_children: Vec<i32>) {
+        let Some(root) = self.adopting else {
+            return;
+        };
+        let released: BTreeSet<i32> = self.released.iter().map(|r| r.handle.id.pid).collect();
+        for pid in own_children {
+            if self.tracked.contains_key(&pid) || released.contains(&pid) {
                 continue;
             }
-            let (id, action) = (entry.id(), entry.action);
-            entry.state = ProcessState::Orphaned;
-            entry.since = now;
-            self.counters.orphans_found += 1;
-            self.emit(Event::Orphaned {
-                id,
-                parent: root,
-                action,
-            });
-            self.act(pid, action);
+            let Some(options) = self.member_options(root) else {
+                return;
+            };
+            let mut owner = Some(super::Ownership::default());
+            match self.insert(pid, options, &mut owner, Some(root)) {
+                Ok(tracked) if tracked.parent.pid == self.my_pid => {
+                    tracing::info!(pid, root = %root, "orphan adopted into the unit");
+                }
+                Ok(_) => {
+                    // The pid was reused meanwhile: not the orphan we saw.
+                    if let Some(entry) = self.remove(pid) {
+                        self.emit(Event::Untracked { id: entry.id() });
+                    }
+                }
+                Err(error) => tracing::debug!(pid, %error, "orphan not adopted"),
+            }
         }
+    }
+
+    /// How a new member of `root`'s unit is tracked: with the unit's
+    /// settings, following its own children. `None`: no such unit.
+    pub(super) fn member_options(&self, root: ProcessId) -> Option<TrackOptions> {
+        let settings = self.units.get(&root)?.settings;
+        Some(TrackOptions {
+            action: Some(settings.action),
+            target: Some(settings.target),
+            tree: Some(true),
+            grace: Some(settings.grace),
+            signal: Some(settings.signal),
+            ..TrackOptions::default()
+        })
     }
 
     /// Every tracked process of `root`'s unit, the root first if tracked.
