@@ -78,6 +78,7 @@
 //! # Layout
 //!
 //! - `config`: [`Config`] and its enums, defaults in one place.
+//! - `limits`: the range of every duration, and overflow-free deadlines.
 //! - `id`: [`ProcessId`], [`ExitStatus`], [`Signal`].
 //! - `track`: [`TrackOptions`], [`Tracked`], [`ChildProcess`], [`OwnedChild`].
 //! - `event`, `status`: what the monitor reports.
@@ -87,6 +88,7 @@
 //!   `actor/tree`: orphan actions, pidfd wake-ups, descendant trees.
 //! - `watch`: pidfds registered with the reactor, one waker each.
 //! - `scan`, `reap`: the scanner task and the SIGCHLD forwarder.
+//! - `supervisor`: every task watched; one that dies stops the monitor.
 //! - `os`: the seam to the kernel (procfs, pidfd, `waitid`), faked in tests.
 //! - `compat`: the original tool's blocking functions.
 
@@ -99,12 +101,14 @@ mod error;
 mod event;
 mod handle;
 mod id;
+mod limits;
 mod monitor;
 mod os;
 mod reap;
 mod scan;
 mod spawn;
 mod status;
+mod supervisor;
 mod track;
 mod watch;
 
@@ -114,6 +118,8 @@ mod fake;
 mod fallback_tests;
 #[cfg(test)]
 mod harness;
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod timing_tests;
 #[cfg(test)]
@@ -127,6 +133,7 @@ pub use error::Error;
 pub use event::{ErrorKind, Event};
 pub use handle::MonitorHandle;
 pub use id::{ExitStatus, ProcessId, Signal, UnknownSignal};
+pub use limits::{CHECK_INTERVAL_RANGE, DurationRange, GRACE_RANGE, KILL_TIMEOUT_RANGE};
 pub use monitor::{Monitor, MonitorBuilder};
 pub use spawn::SpawnOptions;
 pub use status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};

@@ -30,11 +30,14 @@ impl Actor {
             self.deliver(*pid, *signal);
         }
         let pids: Vec<i32> = owned.iter().map(|(pid, _, _)| *pid).collect();
-        if !self.wait_reaped(&pids, Instant::now() + grace).await {
+        if !self
+            .wait_reaped(&pids, crate::limits::deadline(Instant::now(), grace))
+            .await
+        {
             for pid in &pids {
                 self.deliver(*pid, Signal::KILL);
             }
-            let deadline = Instant::now() + self.config.kill_timeout;
+            let deadline = crate::limits::deadline(Instant::now(), self.config.kill_timeout);
             self.wait_reaped(&pids, deadline).await;
         }
     }
@@ -49,7 +52,10 @@ impl Actor {
             if Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(SHUTDOWN_POLL.min(deadline - Instant::now())).await;
+            tokio::time::sleep(
+                SHUTDOWN_POLL.min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
         }
     }
 }
