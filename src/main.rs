@@ -13,6 +13,7 @@ mod paths;
 mod procfs;
 mod protocol;
 mod run;
+mod safe_file;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -12,11 +12,19 @@
 use std::time::Duration;
 
 use monitor_core::{Event, OrphanAction, OrphanTarget, ProcessId, ProcessState, Signal};
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// The protocol version this build speaks.
 pub(crate) const VERSION: u32 = 1;
+
+/// How long an event stream stays quiet at most: after this long without a
+/// line, the daemon sends a keepalive (an event line with neither `event`
+/// nor `lagged`), so a client can tell a quiet daemon from a stopped one.
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// One request, without its envelope (`version`, `id`).
 ///
@@ -105,6 +113,9 @@ pub(crate) enum ErrorKind {
     Refused,
     /// The daemon could not do it (e.g. the state file could not be written).
     Internal,
+    /// A resource limit was reached (connections or registrations of this
+    /// uid, or of every non-root client); the message names the config key.
+    LimitReached,
 }
 
 /// The error part of a failed response.
@@ -157,7 +168,7 @@ pub(crate) struct Response {
 struct Outgoing<'a, T> {
     version: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a Value>,
+    id: Option<&'a RawValue>,
     ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<T>,
@@ -165,8 +176,16 @@ struct Outgoing<'a, T> {
     error: Option<ErrorBody>,
 }
 
+/// A request's `id`, exactly as the client wrote it: a JSON string or an
+/// integer of any size, echoed byte for byte (an integer beyond 64 bits is
+/// never turned into a float).
+pub(crate) type RequestId = Box<RawValue>;
+
 /// One response line (with its newline) for `outcome`.
-pub(crate) fn encode<T: Serialize>(id: Option<&Value>, outcome: Result<T, ErrorBody>) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(
+    id: Option<&RawValue>,
+    outcome: Result<T, ErrorBody>,
+) -> Vec<u8> {
     let (ok, result, error) = match outcome {
         Ok(result) => (true, Some(result), None),
         Err(error) => (false, None, Some(error)),
@@ -304,30 +323,29 @@ pub(crate) struct EventLine {
 
 /// A request line, parsed: its `id` (echoed even when the rest is bad)
 /// and the request or what is wrong with it.
-pub(crate) fn parse(line: &[u8]) -> (Option<Value>, Result<Request, ErrorBody>) {
-    let value: Value = match serde_json::from_slice(line) {
-        Ok(value) => value,
-        Err(error) => {
-            return (
-                None,
-                Err(ErrorBody::new(
-                    ErrorKind::InvalidJson,
-                    format!("the request is not valid JSON: {error}"),
-                )),
-            );
-        }
+pub(crate) fn parse(line: &[u8]) -> (Option<RequestId>, Result<Request, ErrorBody>) {
+    let invalid_json =
+        |message: String| (None, Err(ErrorBody::new(ErrorKind::InvalidJson, message)));
+    // Every value stays raw text until it is needed, so an `id` is echoed
+    // as written, whatever its size.
+    let raw = match serde_json::from_slice::<&RawValue>(line) {
+        Ok(raw) => raw,
+        Err(error) => return invalid_json(format!("the request is not valid JSON: {error}")),
     };
-    let Value::Object(mut object) = value else {
-        return (
-            None,
-            Err(ErrorBody::new(
-                ErrorKind::InvalidJson,
-                "the request must be a JSON object",
-            )),
-        );
+    if !raw.get().trim_start().starts_with('{') {
+        return invalid_json("the request must be a JSON object".to_owned());
+    }
+    let mut fields: BTreeMap<String, &RawValue> = match serde_json::from_str(raw.get()) {
+        Ok(fields) => fields,
+        Err(error) => return invalid_json(format!("the request is not valid JSON: {error}")),
     };
-    let id = object.remove("id");
-    let version = object.remove("version");
+    let id = match fields.remove("id").map(checked_id).transpose() {
+        Ok(id) => id,
+        Err(error) => return (None, Err(error)),
+    };
+    let version = fields
+        .remove("version")
+        .map(|raw| serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null));
     if version.as_ref().and_then(Value::as_u64) != Some(u64::from(VERSION)) {
         let message = match version {
             None => format!("the request has no `version` field (this daemon speaks {VERSION})"),
@@ -340,13 +358,58 @@ pub(crate) fn parse(line: &[u8]) -> (Option<Value>, Result<Request, ErrorBody>) 
             Err(ErrorBody::new(ErrorKind::UnsupportedVersion, message)),
         );
     }
-    let request = serde_json::from_value(Value::Object(object)).map_err(|error| {
-        ErrorBody::new(
-            ErrorKind::InvalidRequest,
-            format!("invalid request: {error}"),
-        )
-    });
+    let mut object = serde_json::Map::new();
+    for (key, raw) in fields {
+        // Already checked as JSON above; the fallback cannot be reached.
+        object.insert(key, serde_json::from_str(raw.get()).unwrap_or(Value::Null));
+    }
+    let request = serde_json::from_value(Value::Object(object))
+        .map_err(|error| {
+            ErrorBody::new(
+                ErrorKind::InvalidRequest,
+                format!("invalid request: {error}"),
+            )
+        })
+        .and_then(checked_ranges);
     (id, request)
+}
+
+/// An `id` that is a JSON string or integer, kept as written.
+fn checked_id(raw: &RawValue) -> Result<RequestId, ErrorBody> {
+    let text = raw.get();
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let integer = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+    if text.starts_with('"') || integer {
+        return Ok(raw.to_owned());
+    }
+    let kind = match text.as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'n') => "null",
+        _ => "a number with a fraction or an exponent",
+    };
+    Err(ErrorBody::new(
+        ErrorKind::InvalidRequest,
+        format!("invalid request: `id` must be a string or an integer, not {kind}"),
+    ))
+}
+
+/// Values that parse but lie outside what the monitor accepts, refused
+/// here by name and limit, before they reach it.
+fn checked_ranges(request: Request) -> Result<Request, ErrorBody> {
+    if let Request::Track(TrackRequest {
+        grace: Some(grace), ..
+    }) = &request
+    {
+        monitor_core::GRACE_RANGE.check(*grace).map_err(|error| {
+            ErrorBody::new(
+                ErrorKind::InvalidRequest,
+                format!("invalid request: {error}"),
+            )
+        })?;
+    }
+    Ok(request)
 }
 
 #[cfg(test)]
@@ -362,7 +425,7 @@ mod tests {
         let (id, request) = parse(
             br#"{"version":1,"id":7,"request":"track","pid":42,"grace":"2s","action":"kill","tree":true,"target":"group"}"#,
         );
-        assert_eq!(id, Some(Value::from(7)));
+        assert_eq!(id.expect("an id").get(), "7");
         assert_eq!(
             request.expect("valid"),
             Request::Track(TrackRequest {
@@ -389,18 +452,18 @@ mod tests {
         })
         .expect("serializes");
         let (id, parsed) = parse(&line);
-        assert_eq!(id, Some(Value::from(3)));
+        assert_eq!(id.expect("an id").get(), "3");
         assert_eq!(parsed.expect("valid"), request);
     }
 
     #[test]
     fn encoded_responses_parse_back() {
-        let id = Value::from("x");
+        let id = RawValue::from_string("\"x\"".to_owned()).expect("JSON");
         let line = encode(Some(&id), Ok(Pong { pid: 5 }));
         assert_eq!(line.last(), Some(&b'\n'));
         let response: Response = serde_json::from_slice(&line).expect("a response");
         assert!(response.ok);
-        assert_eq!(response.id, Some(id));
+        assert_eq!(response.id, Some(Value::from("x")));
         assert_eq!(response.result, Some(serde_json::json!({"pid": 5})));
         let line = encode::<Pong>(None, Err(ErrorBody::new(ErrorKind::Refused, "no")));
         let response: Response = serde_json::from_slice(&line).expect("a response");
@@ -436,5 +499,36 @@ mod tests {
         assert!(extra.message.contains("pid"), "{extra}");
         let untrack = refused(r#"{"version":1,"request":"untrack","pid":3,"force":true}"#);
         assert!(untrack.message.contains("force"), "{untrack}");
+        let long = refused(r#"{"version":1,"request":"track","pid":3,"grace":"3years"}"#);
+        assert!(
+            long.message.contains("grace") && long.message.contains("1h"),
+            "{long}"
+        );
+        for id in ["1.5", "null", "true", "[1]", "{\"a\":1}", "1e3"] {
+            let line = format!(r#"{{"version":1,"id":{id},"request":"ping"}}"#);
+            let (echoed, error) = parse(line.as_bytes());
+            assert!(echoed.is_none(), "{id}");
+            let error = error.expect_err(&line);
+            assert!(error.message.contains("`id`"), "{error}");
+        }
+    }
+
+    #[test]
+    fn ids_are_echoed_verbatim() {
+        for id in [
+            "18446744073709551617",
+            "-99999999999999999999999999",
+            "0",
+            "\"a \\\"quoted\\\" \\u00e9 id\"",
+        ] {
+            let line = format!(r#"{{"id":{id},"version":1,"request":"ping"}}"#);
+            let (echoed, request) = parse(line.as_bytes());
+            assert_eq!(request.expect("valid"), Request::Ping {});
+            let echoed = echoed.expect("an id");
+            assert_eq!(echoed.get(), id);
+            let response = encode(Some(&echoed), Ok(Pong { pid: 1 }));
+            let text = String::from_utf8(response).expect("UTF-8");
+            assert!(text.contains(&format!("\"id\":{id},")), "{text}");
+        }
     }
 }

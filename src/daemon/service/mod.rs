@@ -16,7 +16,6 @@
 //! - `commit`: the state write and the replies that wait for it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +32,8 @@ mod handle;
 pub(crate) use handle::ServiceHandle;
 
 use super::access::{self, Peer};
+use super::limits::Limits;
+use super::store::Store;
 use crate::protocol::{
     ErrorBody, ErrorKind, Registration, RegistrationStatus, StatusReport, TrackRequest, Untracked,
 };
@@ -78,8 +79,9 @@ const BATCH: usize = 64;
 /// [`ServiceHandle::shutdown`] or when every handle is dropped.
 pub(crate) async fn start(
     monitor: MonitorHandle,
-    state: PathBuf,
+    store: Arc<Store>,
     defaults: TrackDefaults,
+    limits: Limits,
     check_interval: Duration,
 ) -> anyhow::Result<(ServiceHandle, JoinHandle<()>)> {
     // Subscribe before anything is tracked, so no event is missed.
@@ -88,10 +90,12 @@ pub(crate) async fn start(
     let (events, _) = broadcast::channel(1024);
     let service = Service {
         monitor,
-        state,
+        store,
         defaults,
+        limits,
         check_interval,
         registrations: BTreeMap::new(),
+        per_uid: HashMap::new(),
         events: events.clone(),
         untracked_owners: HashMap::new(),
         dirty: false,
@@ -104,11 +108,15 @@ pub(crate) async fn start(
 struct Service {
     monitor: MonitorHandle,
     /// The state file.
-    state: PathBuf,
+    store: Arc<Store>,
     defaults: TrackDefaults,
+    /// The registration quotas (the other limits are the connections').
+    limits: Limits,
     check_interval: Duration,
     /// Every registration, by pid.
     registrations: BTreeMap<i32, Registration>,
+    /// How many registrations each uid holds, for the quotas.
+    per_uid: HashMap<u32, usize>,
     /// The fan-out to connections streaming events.
     events: broadcast::Sender<Arc<OwnedEvent>>,
     /// Owners of registrations dropped on request whose `Untracked` event
@@ -198,7 +206,10 @@ impl Service {
                 }
             },
             Command::Untrack { peer, pid, reply } => match self.untrack(peer, pid).await {
-                Ok(untracked) => self.pending.push(Pending::Untrack(reply, untracked)),
+                Ok((untracked, removed)) => {
+                    self.pending
+                        .push(Pending::Untrack(reply, untracked, removed));
+                }
                 Err(error) => {
                     let _ = reply.send(Err(error));
                 }
@@ -218,9 +229,10 @@ impl Service {
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
             }
-            Command::SetDefaults { defaults } => {
+            Command::Reload { defaults, limits } => {
                 tracing::info!(action = %defaults.action, grace = ?defaults.grace, signal = %defaults.signal, "new track defaults");
                 self.defaults = defaults;
+                self.limits = limits;
             }
         }
     }
@@ -232,6 +244,7 @@ impl Service {
     ) -> Result<Registration, ErrorBody> {
         let pid = request.pid;
         if !peer.is_root() {
+            self.check_quota(peer)?;
             match access::owner(pid) {
                 Ok(owner) if owner == peer.uid => {}
                 Ok(owner) => {
@@ -301,18 +314,61 @@ impl Service {
         Ok(registration)
     }
 
+    /// Refuses a non-root client at its registration quota, or when
+    /// non-root clients together hold `max_registrations`.
+    fn check_quota(&self, peer: Peer) -> Result<(), ErrorBody> {
+        let mine = self.per_uid.get(&peer.uid).copied().unwrap_or(0);
+        let others_than_root: usize = self
+            .per_uid
+            .iter()
+            .filter(|(uid, _)| **uid != 0)
+            .map(|(_, held)| held)
+            .sum();
+        let refusal = if mine >= self.limits.max_registrations_per_uid {
+            format!(
+                "uid {} already holds {mine} registrations, its quota (max_registrations_per_uid)",
+                peer.uid
+            )
+        } else if others_than_root >= self.limits.max_registrations {
+            format!(
+                "non-root clients already hold {others_than_root} registrations, the limit (max_registrations)"
+            )
+        } else {
+            return Ok(());
+        };
+        tracing::warn!(peer_uid = peer.uid, peer_pid = ?peer.pid, "refused: {refusal}");
+        Err(ErrorBody::new(ErrorKind::LimitReached, refusal))
+    }
+
     fn insert(&mut self, registration: Registration) {
-        self.registrations.insert(registration.id.pid, registration);
+        *self.per_uid.entry(registration.uid).or_insert(0) += 1;
+        if let Some(old) = self.registrations.insert(registration.id.pid, registration) {
+            self.forget_owner(old.uid);
+        }
         self.dirty = true;
     }
 
     fn remove(&mut self, pid: i32) -> Option<Registration> {
         let registration = self.registrations.remove(&pid)?;
+        self.forget_owner(registration.uid);
         self.dirty = true;
         Some(registration)
     }
 
-    async fn untrack(&mut self, peer: Peer, pid: i32) -> Result<Untracked, ErrorBody> {
+    fn forget_owner(&mut self, uid: u32) {
+        if let Some(held) = self.per_uid.get_mut(&uid) {
+            *held -= 1;
+            if *held == 0 {
+                self.per_uid.remove(&uid);
+            }
+        }
+    }
+
+    async fn untrack(
+        &mut self,
+        peer: Peer,
+        pid: i32,
+    ) -> Result<(Untracked, Registration), ErrorBody> {
         let Some(registration) = self.registrations.get(&pid) else {
             return Err(ErrorBody::new(
                 ErrorKind::Refused,
@@ -339,9 +395,29 @@ impl Service {
             Err(MonitorError::NotTracked { .. }) => {}
             Err(error) => return Err(refusal(error)),
         }
-        self.remove(pid);
+        let removed = self.remove(pid).ok_or_else(|| {
+            ErrorBody::new(
+                ErrorKind::Internal,
+                format!("pid {pid} vanished while it was untracked"),
+            )
+        })?;
         tracing::info!(id = %id, uid = peer.uid, "unregistered");
-        Ok(Untracked { id })
+        Ok((Untracked { id }, removed))
+    }
+
+    /// Tracks a saved (or rolled-back) registration again, exactly as it
+    /// was: same identity, same parent, same settings.
+    async fn retrack(&mut self, registration: &Registration) -> Result<(), MonitorError> {
+        let id = registration.id;
+        let options = TrackOptions::new()
+            .start_time(id.start_time)
+            .parent_identity(registration.parent)
+            .action(registration.action)
+            .grace(registration.grace)
+            .signal(registration.signal)
+            .tree(registration.tree)
+            .target(registration.target);
+        self.monitor.track_with(id.pid, options).await.map(|_| ())
     }
 
     async fn status(&mut self, peer: Peer) -> Result<StatusReport, ErrorBody> {
@@ -368,26 +444,28 @@ impl Service {
         })
     }
 
+    /// Re-tracks saved registrations. Each one is checked as a new track
+    /// would be (a state file is input too): the process must still have
+    /// its identity and, for a non-root owner, still belong to that uid;
+    /// values out of range are refused by the monitor. Whatever fails is
+    /// dropped with a log line saying why.
     async fn restore(&mut self, registrations: Vec<Registration>) {
         let total = registrations.len();
         let mut resumed = 0;
         for registration in registrations {
             let id = registration.id;
-            let options = TrackOptions::new()
-                .start_time(id.start_time)
-                .parent_identity(registration.parent)
-                .action(registration.action)
-                .grace(registration.grace)
-                .signal(registration.signal)
-                .tree(registration.tree)
-                .target(registration.target);
-            match self.monitor.track_with(id.pid, options).await {
-                Ok(_) => {
+            if registration.uid != 0 && !access::still_owned_by(id, registration.uid) {
+                tracing::warn!(id = %id, uid = registration.uid, "dropped a saved registration: the process does not belong to the uid that registered it");
+                self.dirty = true;
+                continue;
+            }
+            match self.retrack(&registration).await {
+                Ok(()) => {
                     resumed += 1;
                     self.insert(registration);
                 }
                 Err(error) => {
-                    tracing::info!(id = %id, %error, "dropped a saved registration: the process is gone or is another one now");
+                    tracing::info!(id = %id, %error, "dropped a saved registration");
                     self.dirty = true;
                 }
             }
