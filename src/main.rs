@@ -9,6 +9,8 @@
 mod client;
 mod daemon;
 mod exit;
+#[cfg(test)]
+mod fuzz_tests;
 mod paths;
 mod procfs;
 mod protocol;

@@ -46,6 +46,32 @@ use store::Store;
 use crate::exit::{Code, Failure};
 use crate::paths;
 
+/// What the fuzz and property harness (`src/fuzz_tests.rs`) drives.
+#[cfg(test)]
+pub(crate) mod fuzz_entry {
+    use super::{config, limits::Limits, store};
+    use crate::protocol::Registration;
+
+    /// A state file's bytes, parsed.
+    pub(crate) fn parse_state(bytes: &[u8]) -> anyhow::Result<Vec<Registration>> {
+        store::parse(bytes)
+    }
+
+    /// The bytes of a state file holding `registrations`.
+    pub(crate) fn state_bytes(registrations: &[Registration]) -> Vec<u8> {
+        store::encode(registrations).expect("registrations serialize")
+    }
+
+    /// A config text, parsed and checked as the daemon does.
+    pub(crate) fn parse_config(text: &str) -> anyhow::Result<(Limits, monitor_core::Config)> {
+        let file: config::FileConfig = toml::from_str(text)?;
+        let limits = file.limits();
+        limits.validate()?;
+        file.monitor.validate()?;
+        Ok((limits, file.monitor))
+    }
+}
+
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
 

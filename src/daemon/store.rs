@@ -45,7 +45,7 @@ pub(crate) const MAX_STATE_BYTES: u64 = 16 * 1024 * 1024;
 /// The state file's contents.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct StateFile {
+struct StateFile {
     format: u32,
     registrations: Vec<Registration>,
 }
@@ -192,11 +192,7 @@ impl Store {
 
     /// Replaces the state file with `registrations`, durably.
     pub(crate) fn save(&self, registrations: &[Registration]) -> anyhow::Result<()> {
-        let state = StateFile {
-            format: FORMAT,
-            registrations: registrations.to_vec(),
-        };
-        let bytes = serde_json::to_vec(&state).context("serializing the state")?;
+        let bytes = encode(registrations)?;
         let (tmp, fd) = self.create_tmp()?;
         let tmp_path = self.path.with_file_name(&tmp);
         let written = {
@@ -285,6 +281,15 @@ impl Store {
             *reserve = open_reserve();
         }
     }
+}
+
+/// The bytes of a state file holding `registrations`.
+pub(crate) fn encode(registrations: &[Registration]) -> anyhow::Result<Vec<u8>> {
+    let state = StateFile {
+        format: FORMAT,
+        registrations: registrations.to_vec(),
+    };
+    serde_json::to_vec(&state).context("serializing the state")
 }
 
 /// Parses state file bytes (also the fuzz harness's entry point).

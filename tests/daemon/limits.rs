@@ -23,11 +23,9 @@ const ROLE_VAR: &str = "PIDGUARD_TEST_LIMITS_ROLE";
 /// The second unprivileged user.
 const OTHER: u32 = 65533;
 
-const CAPS: &str = "socket_group = 65534\n\
-max_connections = 8\n\
-max_connections_per_uid = 4\n\
-max_registrations = 6\n\
-max_registrations_per_uid = 3\n";
+/// The default caps (config/pidguard.toml), which this test relies on.
+const CONNECTIONS_PER_UID: usize = 32;
+const REGISTRATIONS_PER_UID: usize = 1024;
 
 #[test]
 fn one_user_at_its_caps_never_stops_root_or_another_user() {
@@ -43,7 +41,8 @@ fn one_user_at_its_caps_never_stops_root_or_another_user() {
         "this test runs clients as uids {NOBODY} and {OTHER} and must start as root (CI does)"
     );
     let dir = TempDir::new(0o711);
-    let path = config(&dir, "pidguard.toml", CAPS);
+    // Only the group: the caps are the defaults.
+    let path = config(&dir, "pidguard.toml", "socket_group = 65534\n");
     let daemon = Daemon::start(&dir, &["--config", path.to_str().unwrap()]);
     let before = fd_count(daemon.pid());
     let rss_before = rss_kib(daemon.pid());
@@ -116,7 +115,7 @@ fn one_user_at_its_caps_never_stops_root_or_another_user() {
 /// until the test closes stdin.
 fn flood(socket: &str) {
     let socket = std::path::Path::new(socket);
-    let mut held: Vec<Client> = (0..4)
+    let mut held: Vec<Client> = (0..CONNECTIONS_PER_UID)
         .map(|_| {
             let mut client = Client::connect(socket);
             assert!(client.pings(), "a connection under the cap is served");
@@ -143,11 +142,13 @@ fn flood(socket: &str) {
         drop(Client::try_connect(socket));
     }
     let mut procs = Procs::new();
-    let own: Vec<_> = (0..4).map(|_| procs.sleep("300")).collect();
-    for sleep in &own[..3] {
+    let own: Vec<_> = (0..=REGISTRATIONS_PER_UID)
+        .map(|_| procs.sleep("300"))
+        .collect();
+    for sleep in &own[..REGISTRATIONS_PER_UID] {
         held[0].track(sleep.pid);
     }
-    let quota = held[0].refused(json!({"request": "track", "pid": own[3].pid}));
+    let quota = held[0].refused(json!({"request": "track", "pid": own[REGISTRATIONS_PER_UID].pid}));
     assert_eq!(quota["kind"], json!("limit_reached"), "{quota}");
     assert!(
         quota["message"]

@@ -30,12 +30,11 @@ fn clients_of_a_stopped_daemon_time_out_naming_it_and_apply_nothing() {
     daemon.signal(Signal::STOP);
     let resume = Resume(&daemon);
     let pid = sleep.pid.to_string();
-    for args in [
-        vec!["status", "--timeout", "500ms"],
-        vec!["events", "--timeout", "500ms"],
-        vec!["track", "--timeout", "500ms", &pid],
-    ] {
-        let finished = run_within(&mut client_command(&daemon.socket, &args), SOON);
+    for args in [vec!["status"], vec!["events"], vec!["track", &pid]] {
+        let finished = run_within(
+            client_command(&daemon.socket, &args).env("PIDGUARD_TIMEOUT", "500ms"),
+            SOON,
+        );
         assert_eq!(finished.code(), Some(3), "{args:?}: {finished:?}");
         let stderr = &finished.stderr;
         assert!(
@@ -45,12 +44,13 @@ fn clients_of_a_stopped_daemon_time_out_naming_it_and_apply_nothing() {
             "{args:?}: the message names the socket and the daemon's pid: {stderr}"
         );
     }
-    // PIDGUARD_TIMEOUT works like the flag.
+    // The flag works like the environment variable.
     let finished = run_within(
-        client_command(&daemon.socket, &["status"]).env("PIDGUARD_TIMEOUT", "300ms"),
+        &mut client_command(&daemon.socket, &["status", "--timeout", "300ms"]),
         SOON,
     );
     assert_eq!(finished.code(), Some(3), "{finished:?}");
+    assert!(finished.stderr.contains("300ms"), "{}", finished.stderr);
     drop(resume);
     // The track sent while it was stopped is read now, its client gone.
     wait_until_blocking(SOON, "the abandoned track is dropped", || {
