@@ -114,7 +114,7 @@ impl LineReader {
                 self.started = None;
                 // Lazily allocated: nothing is held between lines.
                 self.buf = BytesMut::new();
-            } else if line.is_some() && !self.discarding {
+            } else if (line.is_some() || ends_discard) && !self.discarding {
                 // The next line (pipelined) started with these bytes.
                 self.started = Some(Instant::now());
             }

@@ -14,6 +14,7 @@
 //! - `connection`, `lines`: one client connection and its bounded lines.
 //! - `service`: the actor owning the registrations (handle, events, commit).
 //! - `access`: peer credentials and process owners.
+//! - `memory`: giving freed memory back after a flood.
 //! - `store`: the state file.
 
 mod accept;
@@ -22,6 +23,7 @@ mod config;
 mod connection;
 mod limits;
 mod lines;
+mod memory;
 mod service;
 mod socket;
 mod store;

@@ -70,6 +70,10 @@ pub(crate) fn lock(socket: &Path) -> Result<Lock, Failure> {
             ));
         }
     }
+    // Readable by the socket's group too (the directory lets them in), so
+    // a client can name the daemon's pid when it does not answer; only
+    // informative, like the pid itself.
+    let _ = rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(0o644));
     // Only informative (the lock is the truth); a failure changes nothing.
     let _ = file.set_len(0).and_then(|()| {
         std::io::Write::write_all(&mut &file, format!("{}\n", std::process::id()).as_bytes())

@@ -33,6 +33,13 @@ impl Service {
                 return;
             }
         }
+        if self.shrinkage.note(self.registrations.len()) {
+            tracing::debug!(
+                registrations = self.registrations.len(),
+                "many registrations ended; giving freed memory back"
+            );
+            crate::daemon::memory::release_free_memory();
+        }
         for pending in self.pending.drain(..) {
             // A client that hung up meanwhile just misses its answer.
             match pending {

@@ -33,6 +33,7 @@ pub(crate) use handle::ServiceHandle;
 
 use super::access::{self, Peer};
 use super::limits::Limits;
+use super::memory::Shrinkage;
 use super::store::Store;
 use crate::protocol::{
     ErrorBody, ErrorKind, Registration, RegistrationStatus, StatusReport, TrackRequest, Untracked,
@@ -96,6 +97,7 @@ pub(crate) async fn start(
         check_interval,
         registrations: BTreeMap::new(),
         per_uid: HashMap::new(),
+        shrinkage: Shrinkage::default(),
         events: events.clone(),
         untracked_owners: HashMap::new(),
         dirty: false,
@@ -117,6 +119,8 @@ struct Service {
     registrations: BTreeMap<i32, Registration>,
     /// How many registrations each uid holds, for the quotas.
     per_uid: HashMap<u32, usize>,
+    /// When enough registrations ended to give memory back.
+    shrinkage: Shrinkage,
     /// The fan-out to connections streaming events.
     events: broadcast::Sender<Arc<OwnedEvent>>,
     /// Owners of registrations dropped on request whose `Untracked` event
