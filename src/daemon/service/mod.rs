@@ -14,6 +14,7 @@
 //! - `handle`: the commands and the cloneable [`ServiceHandle`].
 //! - `events`: monitor events, reconciling after a lag.
 //! - `commit`: the state write and the replies that wait for it.
+//! - `registry`: the registrations, their quotas, tracking saved ones again.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -28,6 +29,7 @@ use tokio::task::JoinHandle;
 mod commit;
 mod events;
 mod handle;
+mod registry;
 
 pub(crate) use handle::ServiceHandle;
 
@@ -318,56 +320,6 @@ impl Service {
         Ok(registration)
     }
 
-    /// Refuses a non-root client at its registration quota, or when
-    /// non-root clients together hold `max_registrations`.
-    fn check_quota(&self, peer: Peer) -> Result<(), ErrorBody> {
-        let mine = self.per_uid.get(&peer.uid).copied().unwrap_or(0);
-        let others_than_root: usize = self
-            .per_uid
-            .iter()
-            .filter(|(uid, _)| **uid != 0)
-            .map(|(_, held)| held)
-            .sum();
-        let refusal = if mine >= self.limits.max_registrations_per_uid {
-            format!(
-                "uid {} already holds {mine} registrations, its quota (max_registrations_per_uid)",
-                peer.uid
-            )
-        } else if others_than_root >= self.limits.max_registrations {
-            format!(
-                "non-root clients already hold {others_than_root} registrations, the limit (max_registrations)"
-            )
-        } else {
-            return Ok(());
-        };
-        tracing::warn!(peer_uid = peer.uid, peer_pid = ?peer.pid, "refused: {refusal}");
-        Err(ErrorBody::new(ErrorKind::LimitReached, refusal))
-    }
-
-    fn insert(&mut self, registration: Registration) {
-        *self.per_uid.entry(registration.uid).or_insert(0) += 1;
-        if let Some(old) = self.registrations.insert(registration.id.pid, registration) {
-            self.forget_owner(old.uid);
-        }
-        self.dirty = true;
-    }
-
-    fn remove(&mut self, pid: i32) -> Option<Registration> {
-        let registration = self.registrations.remove(&pid)?;
-        self.forget_owner(registration.uid);
-        self.dirty = true;
-        Some(registration)
-    }
-
-    fn forget_owner(&mut self, uid: u32) {
-        if let Some(held) = self.per_uid.get_mut(&uid) {
-            *held -= 1;
-            if *held == 0 {
-                self.per_uid.remove(&uid);
-            }
-        }
-    }
-
     async fn untrack(
         &mut self,
         peer: Peer,
@@ -409,21 +361,6 @@ impl Service {
         Ok((Untracked { id }, removed))
     }
 
-    /// Tracks a saved (or rolled-back) registration again, exactly as it
-    /// was: same identity, same parent, same settings.
-    async fn retrack(&mut self, registration: &Registration) -> Result<(), MonitorError> {
-        let id = registration.id;
-        let options = TrackOptions::new()
-            .start_time(id.start_time)
-            .parent_identity(registration.parent)
-            .action(registration.action)
-            .grace(registration.grace)
-            .signal(registration.signal)
-            .tree(registration.tree)
-            .target(registration.target);
-        self.monitor.track_with(id.pid, options).await.map(|_| ())
-    }
-
     async fn status(&mut self, peer: Peer) -> Result<StatusReport, ErrorBody> {
         let monitor = self.monitor.status().await.map_err(refusal)?;
         let states: HashMap<ProcessId, _> =
@@ -446,39 +383,6 @@ impl Service {
             tracked,
             monitor: peer.is_root().then_some(monitor),
         })
-    }
-
-    /// Re-tracks saved registrations. Each one is checked as a new track
-    /// would be (a state file is input too): the process must still have
-    /// its identity and, for a non-root owner, still belong to that uid;
-    /// values out of range are refused by the monitor. Whatever fails is
-    /// dropped with a log line saying why.
-    async fn restore(&mut self, registrations: Vec<Registration>) {
-        let total = registrations.len();
-        let mut resumed = 0;
-        for registration in registrations {
-            let id = registration.id;
-            if registration.uid != 0 && !access::still_owned_by(id, registration.uid) {
-                tracing::warn!(id = %id, uid = registration.uid, "dropped a saved registration: the process does not belong to the uid that registered it");
-                self.dirty = true;
-                continue;
-            }
-            match self.retrack(&registration).await {
-                Ok(()) => {
-                    resumed += 1;
-                    self.insert(registration);
-                }
-                Err(error) => {
-                    tracing::info!(id = %id, %error, "dropped a saved registration");
-                    self.dirty = true;
-                }
-            }
-        }
-        tracing::info!(
-            resumed,
-            dropped = total - resumed,
-            "restored saved registrations"
-        );
     }
 }
 
