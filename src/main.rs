@@ -9,10 +9,13 @@
 mod client;
 mod daemon;
 mod exit;
+#[cfg(test)]
+mod fuzz_tests;
 mod paths;
 mod procfs;
 mod protocol;
 mod run;
+mod safe_file;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -88,8 +88,17 @@ pub(crate) fn private_dir(dir: &Path, group: Option<u32>) -> anyhow::Result<()> 
             return Err(error).with_context(|| format!("cannot create {}", dir.display()));
         }
     }
-    let meta = std::fs::metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
+    // Not `metadata`: a symlink would send the socket (and the state)
+    // wherever it points, past these checks.
+    let meta =
+        std::fs::symlink_metadata(dir).with_context(|| format!("cannot stat {}", dir.display()))?;
     let me = rustix::process::geteuid().as_raw();
+    if meta.file_type().is_symlink() {
+        bail!(
+            "{} is a symbolic link; name the directory itself",
+            dir.display()
+        );
+    }
     if !meta.is_dir() {
         bail!("{} is not a directory", dir.display());
     }

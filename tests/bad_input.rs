@@ -274,3 +274,77 @@ async fn unworkable_config_is_refused_by_key() {
         "{zero_kill:?}"
     );
 }
+
+/// Durations past their range are refused by key and limit, in the config
+/// and per track: a grace of three years would otherwise reach the
+/// deadline queue and panic the actor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durations_out_of_range_are_refused_by_key_and_limit() {
+    const YEARS: Duration = Duration::from_secs(3 * 365 * 24 * 3600);
+    let long_kill = Monitor::builder().kill_timeout(YEARS).spawn();
+    assert!(
+        matches!(
+            long_kill,
+            Err(Error::OutOfRange {
+                key: "kill_timeout",
+                ..
+            })
+        ),
+        "{long_kill:?}"
+    );
+    let mut procs = Procs::new();
+    let monitor = monitor();
+    let handle = monitor.handle();
+    let sleep = procs.sleep("300");
+    let error = handle
+        .track_with(sleep.pid, TrackOptions::new().grace(YEARS))
+        .await
+        .expect_err("a grace of three years");
+    assert!(
+        matches!(error, Error::OutOfRange { key: "grace", max, .. } if max == monitor_core::GRACE_RANGE.max),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains("grace") && message.contains("1h"),
+        "{message}"
+    );
+    assert_eq!(handle.status().await.unwrap().tracked_count, 0);
+    monitor.shutdown().await;
+}
+
+/// A thread id names a thread, not a process: refused with an error that
+/// says so (it would otherwise be tracked by scan only, with no pidfd).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thread_id_is_refused_as_a_thread() {
+    let monitor = monitor();
+    let handle = monitor.handle();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        tid_tx
+            .send(rustix::thread::gettid().as_raw_nonzero().get())
+            .unwrap();
+        // Lives until the test has tried to track it.
+        let _ = stop_rx.recv();
+    });
+    let tid = tid_rx.recv().unwrap();
+    let me = common::my_pid();
+    assert_ne!(tid, me, "a thread of its own");
+    let result = handle.track(tid).await;
+    drop(stop_tx);
+    thread.join().unwrap();
+    let error = result.expect_err("a thread id is not a process");
+    assert!(
+        matches!(error, Error::ThreadId { pid, tgid } if pid == tid && tgid == me),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains("thread"), "{error}");
+    let status = handle.status().await.unwrap();
+    assert_eq!(status.tracked_count, 0);
+    assert!(
+        status.pidfd_supported,
+        "a refused thread leaves pidfds in use"
+    );
+    monitor.shutdown().await;
+}

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::connection::Connection;
+use super::connection::{Connection, OpenError};
 use crate::exit::{Code, Failure};
 use crate::paths;
 use crate::protocol::{Pong, Request};
@@ -27,11 +27,17 @@ const STARTUP: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(10);
 
 /// Connects to the daemon on `socket`, starting one first if none answers
-/// and `autostart` is set.
-pub(crate) fn connect(socket: &Path, autostart: bool) -> Result<Connection, Failure> {
-    let first = match Connection::open(socket) {
+/// and `autostart` is set. Each step waits at most `timeout`; something
+/// listening there that is not to be trusted is refused at once.
+pub(crate) fn connect(
+    socket: &Path,
+    autostart: bool,
+    timeout: Duration,
+) -> Result<Connection, Failure> {
+    let first = match Connection::open(socket, timeout) {
         Ok(connection) => return Ok(connection),
-        Err(error) => error,
+        Err(OpenError::Untrusted(error)) => return Err(Failure::new(Code::Failure, error)),
+        Err(OpenError::Unreachable(error)) => error,
     };
     if !autostart {
         return Err(unreachable(socket, first));
@@ -39,10 +45,14 @@ pub(crate) fn connect(socket: &Path, autostart: bool) -> Result<Connection, Fail
     let mut child = Some(start(socket)?);
     let deadline = Instant::now() + STARTUP;
     loop {
-        if let Ok(mut connection) = Connection::open(socket)
-            && connection.call::<Pong>(&Request::Ping {}).is_ok()
-        {
-            return Ok(connection);
+        match Connection::open(socket, timeout) {
+            Ok(mut connection) => {
+                if connection.call::<Pong>(&Request::Ping {}).is_ok() {
+                    return Ok(connection);
+                }
+            }
+            Err(OpenError::Untrusted(error)) => return Err(Failure::new(Code::Failure, error)),
+            Err(OpenError::Unreachable(_)) => {}
         }
         // Our daemon leaving with "already running" is fine: the other
         // one is coming up. Any other exit means it could not start.
@@ -78,10 +88,10 @@ pub(crate) fn connect(socket: &Path, autostart: bool) -> Result<Connection, Fail
     }
 }
 
-fn unreachable(socket: &Path, error: std::io::Error) -> Failure {
+fn unreachable(socket: &Path, error: anyhow::Error) -> Failure {
     Failure::new(
         Code::Unreachable,
-        anyhow::Error::from(error).context(format!(
+        error.context(format!(
             "no pidguard daemon answers on {} (autostart is off)",
             socket.display()
         )),

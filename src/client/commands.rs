@@ -11,7 +11,7 @@ use super::ClientArgs;
 use super::connection::CallError;
 use crate::exit::{Code, Failure};
 use crate::protocol::{
-    EventLine, Registration, Request, StatusReport, Streaming, TrackRequest, Untracked,
+    EventLine, KEEPALIVE, Registration, Request, StatusReport, Streaming, TrackRequest, Untracked,
 };
 
 /// `pidguard track` options.
@@ -83,7 +83,10 @@ pub(crate) struct EventsArgs {
 }
 
 fn refused(error: CallError) -> Failure {
-    Failure::new(Code::Failure, anyhow::anyhow!("{error}"))
+    match error {
+        CallError::Refused(body) => Failure::new(Code::Failure, anyhow::anyhow!("{body}")),
+        CallError::Broken(failure) => failure,
+    }
 }
 
 fn parse_target(text: &str) -> Result<OrphanTarget, String> {
@@ -121,7 +124,7 @@ pub(crate) fn track(args: &TrackArgs) -> Result<(), Failure> {
                 humantime::format_duration(r.grace)
             )
             .context("writing to stdout")?,
-            Err(CallError::Broken(error)) => return Err(error.into()),
+            Err(CallError::Broken(failure)) => return Err(failure),
             Err(error) => failures.push(format!("pid {pid}: {error}")),
         }
     }
@@ -191,6 +194,9 @@ pub(crate) fn status(args: &StatusArgs) -> Result<(), Failure> {
 pub(crate) fn events(args: &EventsArgs) -> Result<(), Failure> {
     let mut connection = args.client.connect()?;
     let _: Streaming = connection.call(&Request::Events {}).map_err(refused)?;
+    // A quiet stream still gets a keepalive line every KEEPALIVE: waiting
+    // longer than that (plus the timeout) means the daemon is gone.
+    connection.set_read_wait(KEEPALIVE + args.client.timeout())?;
     let mut out = std::io::stdout().lock();
     loop {
         let line: EventLine = connection.read_line()?;

@@ -13,6 +13,7 @@ mod commands;
 mod connection;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Args;
 
@@ -33,13 +34,41 @@ pub(crate) struct ClientArgs {
     /// Fail (exit code 3) instead of starting a daemon when none answers.
     #[arg(long)]
     no_autostart: bool,
+    /// How long to wait for the daemon at each step (connect, send, each
+    /// answer), e.g. "10s"; a daemon that does not answer in time is
+    /// reported with its pid (exit code 3).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PIDGUARD_TIMEOUT",
+        default_value = "10s",
+        value_parser = parse_timeout
+    )]
+    timeout: Duration,
+}
+
+/// A timeout between 1 ms and a day: zero would mean "wait forever" to the
+/// socket calls, which is exactly what the timeout is there to prevent.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let timeout = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    if timeout < Duration::from_millis(1) || timeout > Duration::from_secs(24 * 60 * 60) {
+        return Err(format!(
+            "{text} is out of range: the timeout must be between 1ms and 1day"
+        ));
+    }
+    Ok(timeout)
 }
 
 impl ClientArgs {
     /// Connects as these options say.
     fn connect(&self) -> Result<connection::Connection, Failure> {
         let socket = self.socket.clone().unwrap_or_else(paths::default_socket);
-        autostart::connect(&socket, !self.no_autostart)
+        autostart::connect(&socket, !self.no_autostart, self.timeout)
+    }
+
+    /// How long each step may take.
+    fn timeout(&self) -> Duration {
+        self.timeout
     }
 }
 

@@ -7,8 +7,10 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use super::limits::Limits;
 use crate::exit::{Code, Failure};
 use crate::paths;
+use crate::safe_file::{self, Trusted};
 
 /// The config file (`config/pidguard.toml` documents every key).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +27,21 @@ pub(crate) struct FileConfig {
     pub(crate) state: Option<PathBuf>,
     /// The longest request line accepted, in bytes.
     pub(crate) max_request_bytes: usize,
+    /// Connections of all non-root clients together.
+    pub(crate) max_connections: usize,
+    /// Connections of one non-root uid.
+    pub(crate) max_connections_per_uid: usize,
+    /// Registrations of all non-root clients together.
+    pub(crate) max_registrations: usize,
+    /// Registrations of one non-root uid.
+    pub(crate) max_registrations_per_uid: usize,
+    /// How long a connection may wait between two requests.
+    #[serde(with = "humantime_serde")]
+    pub(crate) idle_timeout: Duration,
+    /// How long one request line may take to arrive (and one response to
+    /// be written).
+    #[serde(with = "humantime_serde")]
+    pub(crate) line_timeout: Duration,
     /// Log line format on stderr.
     pub(crate) log_format: LogFormat,
     /// The monitor's settings.
@@ -38,8 +55,29 @@ impl Default for FileConfig {
             socket_group: None,
             state: None,
             max_request_bytes: 64 * 1024,
+            max_connections: 256,
+            max_connections_per_uid: 32,
+            max_registrations: 4096,
+            max_registrations_per_uid: 1024,
+            idle_timeout: Duration::from_secs(5 * 60),
+            line_timeout: Duration::from_secs(10),
             log_format: LogFormat::Text,
             monitor: monitor_core::Config::default(),
+        }
+    }
+}
+
+impl FileConfig {
+    /// The resource limits this file sets.
+    pub(crate) fn limits(&self) -> Limits {
+        Limits {
+            max_request_bytes: self.max_request_bytes,
+            max_connections: self.max_connections,
+            max_connections_per_uid: self.max_connections_per_uid,
+            max_registrations: self.max_registrations,
+            max_registrations_per_uid: self.max_registrations_per_uid,
+            idle_timeout: self.idle_timeout,
+            line_timeout: self.line_timeout,
         }
     }
 }
@@ -101,8 +139,8 @@ pub(crate) struct Settings {
     pub(crate) socket_group: Option<u32>,
     /// The state file.
     pub(crate) state: PathBuf,
-    /// The longest request line accepted.
-    pub(crate) max_request_bytes: usize,
+    /// The resource limits.
+    pub(crate) limits: Limits,
     /// Log format.
     pub(crate) log_format: LogFormat,
     /// The monitor's config.
@@ -117,6 +155,7 @@ pub(crate) fn resolve(overrides: &Overrides) -> Result<Settings, Failure> {
         Some(path) => load(path).map_err(usage)?,
         None => FileConfig::default(),
     };
+    let limits = file.limits();
     let mut monitor = file.monitor;
     if let Some(interval) = overrides.check_interval {
         monitor.check_interval = interval;
@@ -132,11 +171,10 @@ pub(crate) fn resolve(overrides: &Overrides) -> Result<Settings, Failure> {
         .validate()
         .with_context(|| format!("in {origin}: [monitor]"))
         .map_err(usage)?;
-    if file.max_request_bytes < 64 {
-        return Err(usage(anyhow::anyhow!(
-            "in {origin}: invalid config value for `max_request_bytes`: must be at least 64"
-        )));
-    }
+    limits
+        .validate()
+        .with_context(|| format!("in {origin}"))
+        .map_err(usage)?;
     let socket = overrides
         .socket
         .clone()
@@ -158,17 +196,29 @@ pub(crate) fn resolve(overrides: &Overrides) -> Result<Settings, Failure> {
         socket,
         socket_group,
         state,
-        max_request_bytes: file.max_request_bytes,
+        limits,
         log_format: file.log_format,
         monitor,
     })
 }
 
+/// The largest config file read.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
 /// Parses a config file; the error names the file and, through the TOML
-/// error, the key and line.
+/// error, the key and line. The file is read like the state file (see
+/// [`safe_file`]): a regular file, not through a symlink, owned by root or
+/// the daemon's user and writable by nobody else, at most a mebibyte.
 pub(crate) fn load(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let me = rustix::process::geteuid().as_raw();
+    let trusted = Trusted {
+        owners: &[0, me],
+        what: "config file",
+    };
+    let bytes = safe_file::read(path, MAX_CONFIG_BYTES, trusted)?
+        .with_context(|| format!("config file {} does not exist", path.display()))?;
+    let text = String::from_utf8(bytes)
+        .with_context(|| format!("config file {} is not UTF-8", path.display()))?;
     toml::from_str(&text).with_context(|| format!("config file {}", path.display()))
 }
 
@@ -224,6 +274,22 @@ mod tests {
                 "check_interval",
             ),
             ("small", "max_request_bytes = 3\n", "max_request_bytes"),
+            (
+                "huge",
+                "max_request_bytes = 314572800\n",
+                "max_request_bytes",
+            ),
+            ("long_grace", "[monitor]\ngrace = \"3years\"\n", "grace"),
+            (
+                "long_kill",
+                "[monitor]\nkill_timeout = \"3years\"\n",
+                "kill_timeout",
+            ),
+            (
+                "per_uid",
+                "max_connections = 4\nmax_connections_per_uid = 5\n",
+                "max_connections_per_uid",
+            ),
         ] {
             let path = write(name, text);
             let failure = resolve(&Overrides {

@@ -9,22 +9,27 @@
 //!
 //! - `config`: the config file, flags and environment, merged.
 //! - `socket`: the private directory, the single-daemon lock, the listener.
+//! - `limits`: the resource limits and the connection caps.
+//! - `accept`: admitting connections under the caps; accept back-off.
 //! - `connection`, `lines`: one client connection and its bounded lines.
 //! - `service`: the actor owning the registrations (handle, events, commit).
 //! - `access`: peer credentials and process owners.
+//! - `memory`: giving freed memory back after a flood.
 //! - `store`: the state file.
 
+mod accept;
 mod access;
 mod config;
 mod connection;
+mod limits;
 mod lines;
+mod memory;
 mod service;
 mod socket;
 mod store;
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -33,12 +38,41 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use accept::{Admission, Backoff};
 use config::{LogFormat, Overrides, Settings};
 use connection::Shared;
+use limits::ConnectionCounts;
 use service::TrackDefaults;
+use store::Store;
 
 use crate::exit::{Code, Failure};
 use crate::paths;
+
+/// What the fuzz and property harness (`src/fuzz_tests.rs`) drives.
+#[cfg(test)]
+pub(crate) mod fuzz_entry {
+    use super::{config, limits::Limits, store};
+    use crate::protocol::Registration;
+
+    /// A state file's bytes, parsed.
+    pub(crate) fn parse_state(bytes: &[u8]) -> anyhow::Result<Vec<Registration>> {
+        store::parse(bytes)
+    }
+
+    /// The bytes of a state file holding `registrations`.
+    pub(crate) fn state_bytes(registrations: &[Registration]) -> Vec<u8> {
+        store::encode(registrations).expect("registrations serialize")
+    }
+
+    /// A config text, parsed and checked as the daemon does.
+    pub(crate) fn parse_config(text: &str) -> anyhow::Result<(Limits, monitor_core::Config)> {
+        let file: config::FileConfig = toml::from_str(text)?;
+        let limits = file.limits();
+        limits.validate()?;
+        file.monitor.validate()?;
+        Ok((limits, file.monitor))
+    }
+}
 
 /// How long in-flight requests get to finish at shutdown.
 const DRAIN: Duration = Duration::from_secs(5);
@@ -103,7 +137,8 @@ fn init_logging(format: LogFormat) {
 /// Each tracked process costs the monitor two descriptors (its pidfd and
 /// its open `stat`), so the daemon lifts its soft descriptor limit to the
 /// hard one: a default soft limit of 1024 would cap it near 500 processes.
-fn raise_descriptor_limit() {
+/// Returns the soft limit in force afterwards.
+fn raise_descriptor_limit() -> u64 {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     if limit.current < limit.maximum {
@@ -113,15 +148,27 @@ fn raise_descriptor_limit() {
         };
         match setrlimit(Resource::Nofile, raised) {
             Ok(()) => {
-                tracing::debug!(from = ?limit.current, to = ?limit.maximum, "raised RLIMIT_NOFILE")
+                tracing::debug!(from = ?limit.current, to = ?limit.maximum, "raised RLIMIT_NOFILE");
+                return limit.maximum.unwrap_or(u64::MAX);
             }
             Err(error) => tracing::warn!(%error, "could not raise RLIMIT_NOFILE"),
         }
     }
+    limit.current.unwrap_or(u64::MAX)
 }
 
-async fn run(args: &DaemonArgs, settings: Settings) -> Result<(), Failure> {
-    raise_descriptor_limit();
+/// Runs `work` on the blocking pool, so file I/O never holds up the
+/// runtime thread (a slow filesystem would stall orphan handling).
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|error| Err(anyhow::anyhow!("a file task failed: {error}")))
+}
+
+async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
+    settings.limits = settings.limits.fit_descriptors(raise_descriptor_limit());
     let socket_path = settings.socket.clone();
     paths::private_dir(&paths::socket_dir(&socket_path), settings.socket_group)?;
     let _lock = socket::lock(&socket_path).inspect_err(|failure| {
@@ -135,16 +182,20 @@ async fn run(args: &DaemonArgs, settings: Settings) -> Result<(), Failure> {
     let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
 
+    let state_path = settings.state.clone();
+    let store = Arc::new(off_thread(move || Store::open(&state_path)).await?);
     let monitor = monitor_core::Monitor::spawn(settings.monitor.clone())
         .context("cannot start the monitor")?;
     let (service, service_task) = service::start(
         monitor.handle(),
-        settings.state.clone(),
+        Arc::clone(&store),
         TrackDefaults::from(&settings.monitor),
+        settings.limits,
         settings.monitor.check_interval,
     )
     .await?;
-    match store::load(&settings.state)? {
+    let loading = Arc::clone(&store);
+    match off_thread(move || loading.load()).await? {
         store::Loaded::Missing => {}
         store::Loaded::Found(registrations) => service.restore(registrations).await,
         store::Loaded::Corrupt { moved_to, error } => tracing::error!(
@@ -160,43 +211,60 @@ async fn run(args: &DaemonArgs, settings: Settings) -> Result<(), Failure> {
         socket = %socket_path.display(),
         state = %settings.state.display(),
         check_interval = ?settings.monitor.check_interval,
+        max_connections = settings.limits.max_connections,
+        max_registrations = settings.limits.max_registrations,
         pid = std::process::id(),
         "pidguard daemon listening"
     );
-    let shared = Arc::new(Shared {
-        service: service.clone(),
-        max_request_bytes: settings.max_request_bytes.into(),
-    });
-    let stop = CancellationToken::new();
-    let connections = TaskTracker::new();
+    let mut admission = Admission {
+        shared: Arc::new(Shared {
+            service: service.clone(),
+            limits: RwLock::new(settings.limits),
+        }),
+        counts: ConnectionCounts::default(),
+        connections: TaskTracker::new(),
+        stop: CancellationToken::new(),
+        refusals: accept::Quiet::default(),
+    };
+    let mut backoff = Backoff::default();
+    let monitor_stopped = monitor.cancellation_token();
+    let mut service_task = Some(service_task);
+    let mut died: Option<&'static str> = None;
     let mut current = settings;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => match stream.peer_cred() {
-                    Ok(cred) => {
-                        let peer = access::Peer { uid: cred.uid(), pid: cred.pid() };
-                        connections.spawn(connection::serve(stream, peer, Arc::clone(&shared), stop.clone()));
-                    }
-                    Err(error) => tracing::warn!(%error, "no peer credentials; connection dropped"),
-                },
-                // E.g. EMFILE: keep serving the connections we have.
-                Err(error) => {
-                    tracing::error!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok((stream, _)) => {
+                    backoff.reset();
+                    admission.admit(stream);
                 }
+                // E.g. EMFILE: keep serving the connections we have.
+                Err(error) => backoff.wait(&error).await,
             },
+            // A dead task is a dead daemon: its service manager restarts
+            // it, instead of a daemon that answers `ping` and guards nothing.
+            () = monitor_stopped.cancelled() => {
+                tracing::error!("the monitor stopped unexpectedly (see above); the daemon exits");
+                died = Some("the monitor stopped unexpectedly");
+                break;
+            }
+            ended = async { service_task.as_mut().expect("the loop ends when it does").await }, if service_task.is_some() => {
+                service_task = None;
+                tracing::error!(outcome = ?ended, "the service task ended unexpectedly; the daemon exits");
+                died = Some("the service task ended unexpectedly");
+                break;
+            }
             _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break }
             _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break }
-            _ = hangup.recv() => current = reload(args, current, &shared).await,
+            _ = hangup.recv() => current = reload(args, current, &admission.shared).await,
         }
     }
 
     // Stop accepting, let in-flight requests finish, then write the state.
     drop(listener);
-    stop.cancel();
-    connections.close();
-    if tokio::time::timeout(DRAIN, connections.wait())
+    admission.stop.cancel();
+    admission.connections.close();
+    if tokio::time::timeout(DRAIN, admission.connections.wait())
         .await
         .is_err()
     {
@@ -205,40 +273,51 @@ async fn run(args: &DaemonArgs, settings: Settings) -> Result<(), Failure> {
     // The last state write; connections still stuck (a client that does
     // not read) are dropped with the runtime.
     service.shutdown().await;
-    let _ = service_task.await;
+    if let Some(task) = service_task {
+        let _ = task.await;
+    }
     // The tracked processes stay as they are: the next daemon resumes them.
     monitor.shutdown().await;
     if let Err(error) = std::fs::remove_file(&socket_path) {
         tracing::warn!(socket = %socket_path.display(), %error, "could not remove the socket");
     }
+    if let Some(reason) = died {
+        return Err(Failure::new(Code::Failure, anyhow::anyhow!(reason)));
+    }
     tracing::info!("pidguard daemon stopped");
     Ok(())
 }
 
-/// SIGHUP: re-reads the config. The defaults for new registrations and
-/// the request size limit change at once; a change to anything else
-/// (socket, state, group, scan interval, monitor internals) is logged as
-/// needing a restart. A bad file changes nothing.
+/// SIGHUP: re-reads the config (on the blocking pool: a slow file must
+/// not stall the daemon). The defaults for new registrations and every
+/// limit change at once; a change to anything else (socket, state, group,
+/// scan interval, monitor internals) is logged as needing a restart. A bad
+/// file changes nothing.
 async fn reload(args: &DaemonArgs, current: Settings, shared: &Shared) -> Settings {
-    let new = match config::resolve(&args.overrides()) {
-        Ok(new) => new,
-        Err(failure) => {
+    let overrides = args.overrides();
+    let new = match tokio::task::spawn_blocking(move || config::resolve(&overrides)).await {
+        Ok(Ok(new)) => new,
+        Ok(Err(failure)) => {
             tracing::error!(error = %failure, "SIGHUP: config not reloaded");
+            return current;
+        }
+        Err(error) => {
+            tracing::error!(%error, "SIGHUP: config not reloaded");
             return current;
         }
     };
     let mut kept = current.clone();
     let defaults = TrackDefaults::from(&new.monitor);
-    if defaults != TrackDefaults::from(&current.monitor) {
-        shared.service.set_defaults(defaults).await;
-        kept.monitor.orphan_action = new.monitor.orphan_action;
-        kept.monitor.grace = new.monitor.grace;
-        kept.monitor.term_signal = new.monitor.term_signal;
-    }
-    shared
-        .max_request_bytes
-        .store(new.max_request_bytes, Ordering::Relaxed);
-    kept.max_request_bytes = new.max_request_bytes;
+    let limits = new.limits.fit_descriptors(raise_descriptor_limit());
+    shared.service.reload(defaults, limits).await;
+    kept.monitor.orphan_action = new.monitor.orphan_action;
+    kept.monitor.grace = new.monitor.grace;
+    kept.monitor.term_signal = new.monitor.term_signal;
+    *shared
+        .limits
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = limits;
+    kept.limits = new.limits;
     if kept != new {
         tracing::warn!(
             "SIGHUP: some changed settings apply only after a restart (socket, state, socket_group, log_format, and monitor settings other than orphan_action, grace and term_signal)"

@@ -2,15 +2,15 @@
 //! daemon per socket, and its permissions.
 
 use std::fs::File;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use rustix::fs::FlockOperation;
 use tokio::net::UnixListener;
 
 use crate::exit::{Code, Failure};
-use crate::paths;
+use crate::{paths, safe_file};
 
 /// Holds the socket's lock for as long as it lives.
 #[derive(Debug)]
@@ -20,6 +20,10 @@ pub(crate) struct Lock {
 
 /// Takes the exclusive lock next to `socket` (and writes our pid into it).
 /// Another daemon holding it is [`Code::AlreadyRunning`].
+///
+/// The lock file is opened without following a symlink and without
+/// blocking (a FIFO), and must be a regular file of ours: it is truncated
+/// and written, so anything else planted there would be damaged.
 pub(crate) fn lock(socket: &Path) -> Result<Lock, Failure> {
     let path = paths::lock_file(socket);
     let file = std::fs::OpenOptions::new()
@@ -28,8 +32,25 @@ pub(crate) fn lock(socket: &Path) -> Result<Lock, Failure> {
         .create(true)
         .truncate(false)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&path)
-        .with_context(|| format!("cannot open lock file {}", path.display()))?;
+        .map_err(|error| {
+            if error.raw_os_error() == Some(libc::ELOOP) {
+                anyhow::anyhow!(
+                    "lock file {} is a symbolic link; refusing to follow it",
+                    path.display()
+                )
+            } else {
+                anyhow::Error::from(error)
+                    .context(format!("cannot open lock file {}", path.display()))
+            }
+        })?;
+    safe_file::check_own_regular(
+        &file,
+        &path,
+        "lock file",
+        rustix::process::geteuid().as_raw(),
+    )?;
     match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) => {}
         Err(errno) if errno == rustix::io::Errno::WOULDBLOCK => {
@@ -49,6 +70,10 @@ pub(crate) fn lock(socket: &Path) -> Result<Lock, Failure> {
             ));
         }
     }
+    // Readable by the socket's group too (the directory lets them in), so
+    // a client can name the daemon's pid when it does not answer; only
+    // informative, like the pid itself.
+    let _ = rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(0o644));
     // Only informative (the lock is the truth); a failure changes nothing.
     let _ = file.set_len(0).and_then(|()| {
         std::io::Write::write_all(&mut &file, format!("{}\n", std::process::id()).as_bytes())
@@ -57,14 +82,26 @@ pub(crate) fn lock(socket: &Path) -> Result<Lock, Failure> {
 }
 
 /// Binds `socket` (replacing a stale socket file: we hold the lock, so no
-/// daemon is behind it) with mode 0600, or 0660 and `group`.
+/// daemon is behind it) with mode 0600, or 0660 and `group`. Only a socket
+/// is ever removed: anything else at the path is refused, by name.
 pub(crate) fn bind(socket: &Path, group: Option<u32>) -> anyhow::Result<UnixListener> {
-    match std::fs::remove_file(socket) {
-        Ok(()) => tracing::info!(socket = %socket.display(), "removed a stale socket"),
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) if meta.file_type().is_socket() => match std::fs::remove_file(socket) {
+            Ok(()) => tracing::info!(socket = %socket.display(), "removed a stale socket"),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("cannot remove stale socket {}", socket.display()));
+            }
+        },
+        Ok(meta) => bail!(
+            "{} exists and is {}, not a socket; refusing to replace it",
+            socket.display(),
+            safe_file::describe(rustix::fs::FileType::from_raw_mode(meta.mode()))
+        ),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
         Err(error) => {
-            return Err(error)
-                .with_context(|| format!("cannot remove stale socket {}", socket.display()));
+            return Err(error).with_context(|| format!("cannot stat {}", socket.display()));
         }
     }
     let listener =

@@ -5,11 +5,20 @@
 //! # Layout
 //!
 //! - `access.rs`: `SO_PEERCRED` rules against a client running as uid 65534.
+//! - `bounds.rs`: durations out of range (finding 1 of the hardening issue).
+//! - `files.rs`: planted files at the socket, state, lock, config paths
+//!   (findings 4, 5, 8).
+//! - `impostor.rs`: a fake daemon, an endless answer (finding 6).
+//! - `input.rs`: thread ids, request ids, corrupt files (finding 9).
+//! - `limits.rs`: one user at its caps, idle and slow clients (finding 2).
+//! - `support.rs`: commands with deadlines, memory caps, state files.
+//! - `timeouts.rs`: clients of a stopped daemon (finding 3).
 //! - `cli.rs`: the client commands, autostart and the single-daemon race.
 //! - `fixture.rs`: the temporary directory, the daemon guard, a raw client.
 //! - `load.rs`: 100 clients x 100 requests, nothing lost.
 //! - `orphans.rs`: the central scenario (a killed shell's `sleep`).
-//! - `persistence.rs`: `kill -9`, restart, a corrupt state file.
+//! - `persistence.rs`: `kill -9`, restart, a corrupt state file, an
+//!   untrack rolled back (finding 7).
 //! - `protocol.rs`: every request and every bad input.
 //! - `signals.rs`: SIGTERM and SIGHUP.
 //! - `startup.rs`: socket precedence, bad config, a second daemon.
@@ -18,17 +27,26 @@
 
 #![allow(clippy::unwrap_used)]
 #![allow(clippy::print_stderr)]
+// The re-runs as other uids report to the test on their stdout.
+#![allow(clippy::print_stdout)]
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod access;
+mod bounds;
 mod cli;
+mod files;
 mod fixture;
+mod impostor;
+mod input;
+mod limits;
 mod load;
 mod orphans;
 mod persistence;
 mod protocol;
 mod signals;
 mod startup;
+mod support;
+mod timeouts;
 mod units;

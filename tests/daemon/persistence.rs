@@ -90,3 +90,45 @@ fn a_corrupt_state_file_is_moved_aside_and_the_daemon_runs() {
     let state = std::fs::read_to_string(run.join("state.json")).unwrap();
     assert!(state.contains(&format!("\"pid\":{}", sleep.pid)), "{state}");
 }
+
+/// Finding 7: an untrack whose state write fails is rolled back, like a
+/// track: answered `internal`, still registered, and still there after
+/// `kill -9` and a restart.
+#[test]
+fn an_untrack_that_cannot_be_saved_is_rolled_back() {
+    let dir = TempDir::new(0o700);
+    let daemon = Daemon::start(&dir, &[]);
+    let mut procs = Procs::new();
+    let sleep = procs.sleep("300");
+    let mut client = daemon.client();
+    client.track(sleep.pid);
+    let state = daemon.socket.with_file_name("state.json");
+    let saved = std::fs::read(&state).unwrap();
+    // A directory where the state file was: the rename over it fails.
+    std::fs::remove_file(&state).unwrap();
+    std::fs::create_dir(&state).unwrap();
+    std::fs::write(state.join("keep"), b"x").unwrap();
+    let error = client.refused(json!({"request": "untrack", "pid": sleep.pid}));
+    assert_eq!(error["kind"], json!("internal"), "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("state file could not be written"),
+        "{error}"
+    );
+    assert_eq!(
+        client.tracked_pids(),
+        vec![i64::from(sleep.pid)],
+        "the untrack was rolled back"
+    );
+    std::fs::remove_dir_all(&state).unwrap();
+    std::fs::write(&state, &saved).unwrap();
+    daemon.kill9();
+    let daemon = Daemon::start(&dir, &[]);
+    assert_eq!(
+        daemon.client().tracked_pids(),
+        vec![i64::from(sleep.pid)],
+        "the registration the client was told is kept, is kept"
+    );
+}

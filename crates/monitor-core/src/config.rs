@@ -191,7 +191,7 @@ impl Config {
         if self.command_capacity == 0 {
             return invalid("command_capacity", "must be at least 1");
         }
-        Ok(())
+        crate::limits::check_config(self)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The library's one error type.
 
 use std::io;
+use std::time::Duration;
 
 use crate::ProcessId;
 
@@ -138,6 +139,34 @@ pub enum Error {
     /// `Monitor::spawn` was called outside a Tokio runtime.
     #[error("no Tokio runtime: spawn the monitor from inside a runtime with I/O and time enabled")]
     NoRuntime,
+    /// A duration outside the range its setting allows (see
+    /// [`crate::DurationRange`]): refused where it enters, so no timer is
+    /// ever armed with it.
+    #[error(
+        "`{key}` = {} is out of range: it must be between {} and {}",
+        humantime(*value),
+        humantime(*min),
+        humantime(*max)
+    )]
+    OutOfRange {
+        /// The setting, e.g. `"grace"`.
+        key: &'static str,
+        /// The value that was given.
+        value: Duration,
+        /// The shortest value allowed.
+        min: Duration,
+        /// The longest value allowed.
+        max: Duration,
+    },
+    /// The pid names a thread, not a process: signals and pidfds address
+    /// its thread group, whose leader is `tgid`.
+    #[error("pid {pid} is a thread of process {tgid}, not a process; track {tgid} instead")]
+    ThreadId {
+        /// The thread id that was given.
+        pid: i32,
+        /// The process (thread group) it belongs to.
+        tgid: i32,
+    },
     /// A system call failed.
     #[error("{syscall} failed for pid {pid}")]
     Os {
@@ -149,4 +178,9 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// A duration as people write it (`"1h"`, `"3years 2months"`).
+fn humantime(duration: Duration) -> humantime_serde::re::humantime::FormattedDuration {
+    humantime_serde::re::humantime::format_duration(duration)
 }

@@ -24,11 +24,15 @@ pub(crate) struct FakeProc {
     pub(crate) ppid: i32,
     /// Its process group; 0 means its own (pgid = pid).
     pub(crate) pgrp: i32,
+    /// The process it is a thread of; 0 means it is a process itself.
+    pub(crate) tgid: i32,
     pub(crate) ignores_term: bool,
     pub(crate) ignores_kill: bool,
     pub(crate) signal_denied: bool,
     /// Its real uid (0, root, unless set).
     pub(crate) uid: u32,
+    /// Signalling it panics, as a bug in the actor would.
+    pub(crate) signal_panics: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,8 +196,19 @@ impl Os for FakeOs {
             .procs
             .get(&pid)
             .ok_or(Error::NoSuchProcess { pid })?;
+        if proc.tgid != 0 && proc.tgid != pid {
+            return Err(Error::ThreadId {
+                pid,
+                tgid: proc.tgid,
+            });
+        }
         let info = info(pid, &proc);
         Ok((ProcHandle::bare(ProcessId::new(pid, proc.start_time)), info))
+    }
+
+    fn tgid(&self, pid: i32) -> Option<i32> {
+        let proc = *self.table().procs.get(&pid)?;
+        Some(if proc.tgid == 0 { pid } else { proc.tgid })
     }
 
     fn stat(&self, handle: &ProcHandle) -> Option<ProcInfo> {
@@ -218,6 +233,10 @@ impl Os for FakeOs {
         };
         if proc.signal_denied {
             return Err(io::Error::from(Errno::EPERM));
+        }
+        if proc.signal_panics {
+            drop(table);
+            panic!("the fake table was told to fail on signalling {id}");
         }
         table.sent.push(Sent {
             at: Instant::now(),

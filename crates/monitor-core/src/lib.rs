@@ -79,6 +79,7 @@
 //! # Layout
 //!
 //! - `config`: [`Config`] and its enums, defaults in one place.
+//! - `limits`: the range of every duration, and overflow-free deadlines.
 //! - `id`: [`ProcessId`], [`ExitStatus`], [`Signal`].
 //! - `track`: [`TrackOptions`], [`Tracked`], [`ChildProcess`], [`OwnedChild`].
 //! - `unit`: [`Containment`], [`UnitStatus`]: a tracked process and all it
@@ -91,6 +92,7 @@
 //!   and their authorization, finding members.
 //! - `watch`: pidfds registered with the reactor, one waker each.
 //! - `scan`, `reap`: the scanner task and the SIGCHLD forwarder.
+//! - `supervisor`: every task watched; one that dies stops the monitor.
 //! - `os`: the seam to the kernel (procfs, pidfd, `waitid`), faked in tests.
 //! - `compat`: the original tool's blocking functions.
 
@@ -103,12 +105,14 @@ mod error;
 mod event;
 mod handle;
 mod id;
+mod limits;
 mod monitor;
 mod os;
 mod reap;
 mod scan;
 mod spawn;
 mod status;
+mod supervisor;
 mod track;
 mod unit;
 mod watch;
@@ -119,6 +123,8 @@ mod fake;
 mod fallback_tests;
 #[cfg(test)]
 mod harness;
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod timing_tests;
 #[cfg(test)]
@@ -132,6 +138,7 @@ pub use error::Error;
 pub use event::{ErrorKind, Event};
 pub use handle::MonitorHandle;
 pub use id::{ExitStatus, ProcessId, Signal, UnknownSignal};
+pub use limits::{CHECK_INTERVAL_RANGE, DurationRange, GRACE_RANGE, KILL_TIMEOUT_RANGE};
 pub use monitor::{Monitor, MonitorBuilder};
 pub use spawn::SpawnOptions;
 pub use status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};

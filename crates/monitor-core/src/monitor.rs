@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::actor::{Actor, Inputs};
 use crate::os::{LinuxOs, Os};
+use crate::supervisor::spawn_watched;
 use crate::{Config, Error, MonitorHandle, OrphanAction, ReapPolicy, ShutdownPolicy, Signal};
 use crate::{reap, scan};
 
@@ -52,9 +53,12 @@ impl Monitor {
         let monitor = Self::start(config, os, parent.child_token(), sweeps_rx)?;
         if let Some(sigchld) = sigchld {
             let cancel = monitor.cancel.clone();
-            monitor
-                .tasks
-                .spawn(reap::forward(sigchld, sweeps_tx, cancel));
+            spawn_watched(
+                &monitor.tasks,
+                "sigchld",
+                &cancel,
+                reap::forward(sigchld, sweeps_tx, cancel.clone()),
+            );
         }
         Ok(monitor)
     }
@@ -84,16 +88,21 @@ impl Monitor {
         let tasks = TaskTracker::new();
         let unit_rescan = Arc::new(Notify::new());
         if config.enabled {
-            tasks.spawn(scan::run(
-                Arc::clone(&os),
-                scan::Periods {
-                    check: config.check_interval,
-                    unit: config.unit_scan_interval,
-                },
-                Arc::clone(&unit_rescan),
-                scans_tx,
-                cancel.clone(),
-            ));
+            spawn_watched(
+                &tasks,
+                "scanner",
+                &cancel,
+                scan::run(
+                    Arc::clone(&os),
+                    scan::Periods {
+                        check: config.check_interval,
+                        unit: config.unit_scan_interval,
+                    },
+                    Arc::clone(&unit_rescan),
+                    scans_tx,
+                    cancel.clone(),
+                ),
+            );
         }
         // Unbounded because wakers cannot wait; see `watch.rs`.
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
@@ -106,12 +115,13 @@ impl Monitor {
             unit_rescan,
             cancel.clone(),
         );
-        tasks.spawn(actor.run(Inputs {
+        let inputs = Inputs {
             commands: commands_rx,
             scans: scans_rx,
             sigchld: sweeps,
             ready: ready_rx,
-        }));
+        };
+        spawn_watched(&tasks, "actor", &cancel, actor.run(inputs));
         tasks.close();
         Ok(Self {
             handle: MonitorHandle::new(commands_tx),
@@ -125,7 +135,10 @@ impl Monitor {
         self.handle.clone()
     }
 
-    /// The monitor's token; cancelling it stops the monitor.
+    /// The monitor's token; cancelling it stops the monitor. The monitor
+    /// cancels it too whenever it stops, including when one of its tasks
+    /// died (logged as an error): await `cancelled()` on it to learn that
+    /// the monitor is gone.
     pub fn cancellation_token(&self) -> CancellationToken {
         self.cancel.clone()
     }

@@ -103,6 +103,11 @@ pub(crate) trait Os: Send + Sync + 'static {
     /// Every process in process group `pgid`.
     fn group_members(&self, pgid: i32) -> Vec<i32>;
 
+    /// The thread group (process) that task id `pid` belongs to: `pid`
+    /// itself for a process, another pid for one of its threads. `None`:
+    /// no such task.
+    fn tgid(&self, pid: i32) -> Option<i32>;
+
     /// Re-reads a pinned process. `None`: it has been reaped (or, for the
     /// fake, its pid now names another process).
     fn stat(&self, handle: &ProcHandle) -> Option<ProcInfo>;
@@ -330,6 +335,14 @@ impl Os for LinuxOs {
         // The pidfd first: from here on the process cannot be replaced under
         // us, whatever the stat read below says.
         let pidfd = self.pidfd(raw).map_err(|()| Error::NoSuchProcess { pid })?;
+        // `pidfd_open` refuses a thread id (ENOENT), which looks like a
+        // kernel without pidfds; the fallback must refuse it by name, or a
+        // thread would be tracked as a process, by scan only.
+        if pidfd.is_none()
+            && let Some(tgid) = self.tgid(pid).filter(|&tgid| tgid != pid)
+        {
+            return Err(Error::ThreadId { pid, tgid });
+        }
         let file =
             File::open(format!("/proc/{pid}/stat")).map_err(|source| match source.kind() {
                 io::ErrorKind::NotFound => Error::NoSuchProcess { pid },
@@ -366,6 +379,15 @@ impl Os for LinuxOs {
             stat: Some(file),
         };
         Ok((handle, info))
+    }
+
+    fn tgid(&self, pid: i32) -> Option<i32> {
+        // `/proc/<tid>` exists for every thread, though `readdir` hides it.
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Tgid:"))
+            .and_then(|tgid| tgid.trim().parse().ok())
     }
 
     fn stat(&self, handle: &ProcHandle) -> Option<ProcInfo> {

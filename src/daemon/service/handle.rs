@@ -7,6 +7,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::{OwnedEvent, TrackDefaults};
 use crate::daemon::access::Peer;
+use crate::daemon::limits::Limits;
 use crate::protocol::{ErrorBody, ErrorKind, Registration, StatusReport, TrackRequest, Untracked};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, ErrorBody>>;
@@ -30,8 +31,9 @@ pub(super) enum Command {
         registrations: Vec<Registration>,
         reply: oneshot::Sender<()>,
     },
-    SetDefaults {
+    Reload {
         defaults: TrackDefaults,
+        limits: Limits,
     },
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -97,10 +99,13 @@ impl ServiceHandle {
         }
     }
 
-    /// New defaults for later track requests (config reload).
-    pub(crate) async fn set_defaults(&self, defaults: TrackDefaults) {
+    /// New defaults and quotas for later track requests (config reload).
+    pub(crate) async fn reload(&self, defaults: TrackDefaults, limits: Limits) {
         // A service that is gone has no later requests to apply them to.
-        let _ = self.commands.send(Command::SetDefaults { defaults }).await;
+        let _ = self
+            .commands
+            .send(Command::Reload { defaults, limits })
+            .await;
     }
 
     /// Writes the state one last time and stops the actor, even while

@@ -14,9 +14,9 @@
 //! - `handle`: the commands and the cloneable [`ServiceHandle`].
 //! - `events`: monitor events, reconciling after a lag.
 //! - `commit`: the state write and the replies that wait for it.
+//! - `registry`: the registrations, their quotas, tracking saved ones again.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,10 +29,14 @@ use tokio::task::JoinHandle;
 mod commit;
 mod events;
 mod handle;
+mod registry;
 
 pub(crate) use handle::ServiceHandle;
 
 use super::access::{self, Peer};
+use super::limits::Limits;
+use super::memory::Shrinkage;
+use super::store::Store;
 use crate::protocol::{
     ErrorBody, ErrorKind, Registration, RegistrationStatus, StatusReport, TrackRequest, Untracked,
 };
@@ -78,8 +82,9 @@ const BATCH: usize = 64;
 /// [`ServiceHandle::shutdown`] or when every handle is dropped.
 pub(crate) async fn start(
     monitor: MonitorHandle,
-    state: PathBuf,
+    store: Arc<Store>,
     defaults: TrackDefaults,
+    limits: Limits,
     check_interval: Duration,
 ) -> anyhow::Result<(ServiceHandle, JoinHandle<()>)> {
     // Subscribe before anything is tracked, so no event is missed.
@@ -88,10 +93,13 @@ pub(crate) async fn start(
     let (events, _) = broadcast::channel(1024);
     let service = Service {
         monitor,
-        state,
+        store,
         defaults,
+        limits,
         check_interval,
         registrations: BTreeMap::new(),
+        per_uid: HashMap::new(),
+        shrinkage: Shrinkage::default(),
         events: events.clone(),
         untracked_owners: HashMap::new(),
         dirty: false,
@@ -104,11 +112,17 @@ pub(crate) async fn start(
 struct Service {
     monitor: MonitorHandle,
     /// The state file.
-    state: PathBuf,
+    store: Arc<Store>,
     defaults: TrackDefaults,
+    /// The registration quotas (the other limits are the connections').
+    limits: Limits,
     check_interval: Duration,
     /// Every registration, by pid.
     registrations: BTreeMap<i32, Registration>,
+    /// How many registrations each uid holds, for the quotas.
+    per_uid: HashMap<u32, usize>,
+    /// When enough registrations ended to give memory back.
+    shrinkage: Shrinkage,
     /// The fan-out to connections streaming events.
     events: broadcast::Sender<Arc<OwnedEvent>>,
     /// Owners of registrations dropped on request whose `Untracked` event
@@ -198,7 +212,10 @@ impl Service {
                 }
             },
             Command::Untrack { peer, pid, reply } => match self.untrack(peer, pid).await {
-                Ok(untracked) => self.pending.push(Pending::Untrack(reply, untracked)),
+                Ok((untracked, removed)) => {
+                    self.pending
+                        .push(Pending::Untrack(reply, untracked, removed));
+                }
                 Err(error) => {
                     let _ = reply.send(Err(error));
                 }
@@ -218,9 +235,10 @@ impl Service {
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
             }
-            Command::SetDefaults { defaults } => {
+            Command::Reload { defaults, limits } => {
                 tracing::info!(action = %defaults.action, grace = ?defaults.grace, signal = %defaults.signal, "new track defaults");
                 self.defaults = defaults;
+                self.limits = limits;
             }
         }
     }
@@ -232,6 +250,7 @@ impl Service {
     ) -> Result<Registration, ErrorBody> {
         let pid = request.pid;
         if !peer.is_root() {
+            self.check_quota(peer)?;
             match access::owner(pid) {
                 Ok(owner) if owner == peer.uid => {}
                 Ok(owner) => {
@@ -304,18 +323,11 @@ impl Service {
         Ok(registration)
     }
 
-    fn insert(&mut self, registration: Registration) {
-        self.registrations.insert(registration.id.pid, registration);
-        self.dirty = true;
-    }
-
-    fn remove(&mut self, pid: i32) -> Option<Registration> {
-        let registration = self.registrations.remove(&pid)?;
-        self.dirty = true;
-        Some(registration)
-    }
-
-    async fn untrack(&mut self, peer: Peer, pid: i32) -> Result<Untracked, ErrorBody> {
+    async fn untrack(
+        &mut self,
+        peer: Peer,
+        pid: i32,
+    ) -> Result<(Untracked, Registration), ErrorBody> {
         let Some(registration) = self.registrations.get(&pid) else {
             return Err(ErrorBody::new(
                 ErrorKind::Refused,
@@ -342,9 +354,14 @@ impl Service {
             Err(MonitorError::NotTracked { .. }) => {}
             Err(error) => return Err(refusal(error)),
         }
-        self.remove(pid);
+        let removed = self.remove(pid).ok_or_else(|| {
+            ErrorBody::new(
+                ErrorKind::Internal,
+                format!("pid {pid} vanished while it was untracked"),
+            )
+        })?;
         tracing::info!(id = %id, uid = peer.uid, "unregistered");
-        Ok(Untracked { id })
+        Ok((Untracked { id }, removed))
     }
 
     async fn status(&mut self, peer: Peer) -> Result<StatusReport, ErrorBody> {
@@ -369,38 +386,6 @@ impl Service {
             tracked,
             monitor: peer.is_root().then_some(monitor),
         })
-    }
-
-    async fn restore(&mut self, registrations: Vec<Registration>) {
-        let total = registrations.len();
-        let mut resumed = 0;
-        for registration in registrations {
-            let id = registration.id;
-            let options = TrackOptions::new()
-                .owner(registration.uid)
-                .start_time(id.start_time)
-                .parent_identity(registration.parent)
-                .action(registration.action)
-                .grace(registration.grace)
-                .signal(registration.signal)
-                .tree(registration.tree)
-                .target(registration.target);
-            match self.monitor.track_with(id.pid, options).await {
-                Ok(_) => {
-                    resumed += 1;
-                    self.insert(registration);
-                }
-                Err(error) => {
-                    tracing::info!(id = %id, %error, "dropped a saved registration: the process is gone or is another one now");
-                    self.dirty = true;
-                }
-            }
-        }
-        tracing::info!(
-            resumed,
-            dropped = total - resumed,
-            "restored saved registrations"
-        );
     }
 }
 

@@ -212,7 +212,7 @@ impl Actor {
         self.arm(
             pid,
             Escalation::Terminating {
-                kill_at: now + grace,
+                kill_at: crate::limits::deadline(now, grace),
                 step: FIRST_RECHECK,
             },
             now,
@@ -236,7 +236,7 @@ impl Actor {
         self.arm(
             pid,
             Escalation::Killing {
-                give_up_at: now + self.config.kill_timeout,
+                give_up_at: crate::limits::deadline(now, self.config.kill_timeout),
                 step: FIRST_RECHECK,
             },
             now,
@@ -267,10 +267,16 @@ impl Actor {
         let wake = if entry.watch.is_some() {
             deadline
         } else {
-            deadline.min(now + step)
+            deadline.min(crate::limits::deadline(now, step))
         };
         if let Some((_, key)) = entry.escalation.take() {
             self.deadlines.remove(&key);
+        }
+        // An empty queue is never polled, so its wheel clock stands still,
+        // and an insert more than 2^36 ms past that clock panics: start a
+        // fresh one instead (after a long quiet spell, e.g. years).
+        if self.deadlines.is_empty() {
+            self.deadlines = tokio_util::time::DelayQueue::new();
         }
         let key = self.deadlines.insert_at(entry.id(), wake);
         entry.escalation = Some((escalation, key));

@@ -39,13 +39,16 @@ impl Actor {
                 self.deliver(*pid, signal);
             }
         }
-        if self.wait_gone(&roots, Instant::now() + grace).await {
+        if self
+            .wait_gone(&roots, crate::limits::deadline(Instant::now(), grace))
+            .await
+        {
             return;
         }
         for pid in self.owned_unit_members(&roots) {
             self.deliver(pid, Signal::KILL);
         }
-        let deadline = Instant::now() + self.config.kill_timeout;
+        let deadline = crate::limits::deadline(Instant::now(), self.config.kill_timeout);
         self.wait_gone(&roots, deadline).await;
     }
 
@@ -78,7 +81,10 @@ impl Actor {
             if Instant::now() >= deadline {
                 return false;
             }
-            tokio::time::sleep(SHUTDOWN_POLL.min(deadline - Instant::now())).await;
+            tokio::time::sleep(
+                SHUTDOWN_POLL.min(deadline.saturating_duration_since(Instant::now())),
+            )
+            .await;
         }
     }
 }

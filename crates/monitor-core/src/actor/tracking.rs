@@ -112,6 +112,7 @@ impl Actor {
             return Err(Error::Disabled);
         }
         self.check_pid(pid)?;
+        options.validate()?;
         if let Some(existing) = self.tracked.get(&pid) {
             if self.os.stat(&existing.handle).is_some() {
                 return Err(Error::AlreadyTracked { id: existing.id() });
@@ -141,6 +142,10 @@ impl Actor {
             None => real_parent,
             Some(ParentSpec::Pid(parent)) => {
                 self.check_parent(pid, parent)?;
+                // A thread's exit is not its process's death.
+                if let Some(tgid) = self.os.tgid(parent).filter(|&tgid| tgid != parent) {
+                    return Err(Error::ThreadId { pid: parent, tgid });
+                }
                 let start = self
                     .os
                     .stat_pid(parent)

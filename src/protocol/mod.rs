@@ -14,9 +14,19 @@ use std::time::Duration;
 use monitor_core::{Event, OrphanAction, OrphanTarget, ProcessId, ProcessState, Signal};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
+
+mod parse;
+
+pub(crate) use parse::parse;
 
 /// The protocol version this build speaks.
 pub(crate) const VERSION: u32 = 1;
+
+/// How long an event stream stays quiet at most: after this long without a
+/// line, the daemon sends a keepalive (an event line with neither `event`
+/// nor `lagged`), so a client can tell a quiet daemon from a stopped one.
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// One request, without its envelope (`version`, `id`).
 ///
@@ -105,6 +115,9 @@ pub(crate) enum ErrorKind {
     Refused,
     /// The daemon could not do it (e.g. the state file could not be written).
     Internal,
+    /// A resource limit was reached (connections or registrations of this
+    /// uid, or of every non-root client); the message names the config key.
+    LimitReached,
 }
 
 /// The error part of a failed response.
@@ -157,7 +170,7 @@ pub(crate) struct Response {
 struct Outgoing<'a, T> {
     version: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a Value>,
+    id: Option<&'a RawValue>,
     ok: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<T>,
@@ -165,8 +178,16 @@ struct Outgoing<'a, T> {
     error: Option<ErrorBody>,
 }
 
+/// A request's `id`, exactly as the client wrote it: a JSON string or an
+/// integer of any size, echoed byte for byte (an integer beyond 64 bits is
+/// never turned into a float).
+pub(crate) type RequestId = Box<RawValue>;
+
 /// One response line (with its newline) for `outcome`.
-pub(crate) fn encode<T: Serialize>(id: Option<&Value>, outcome: Result<T, ErrorBody>) -> Vec<u8> {
+pub(crate) fn encode<T: Serialize>(
+    id: Option<&RawValue>,
+    outcome: Result<T, ErrorBody>,
+) -> Vec<u8> {
     let (ok, result, error) = match outcome {
         Ok(result) => (true, Some(result), None),
         Err(error) => (false, None, Some(error)),
@@ -300,141 +321,4 @@ pub(crate) struct EventLine {
     /// How many events this client missed because it read too slowly.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) lagged: Option<u64>,
-}
-
-/// A request line, parsed: its `id` (echoed even when the rest is bad)
-/// and the request or what is wrong with it.
-pub(crate) fn parse(line: &[u8]) -> (Option<Value>, Result<Request, ErrorBody>) {
-    let value: Value = match serde_json::from_slice(line) {
-        Ok(value) => value,
-        Err(error) => {
-            return (
-                None,
-                Err(ErrorBody::new(
-                    ErrorKind::InvalidJson,
-                    format!("the request is not valid JSON: {error}"),
-                )),
-            );
-        }
-    };
-    let Value::Object(mut object) = value else {
-        return (
-            None,
-            Err(ErrorBody::new(
-                ErrorKind::InvalidJson,
-                "the request must be a JSON object",
-            )),
-        );
-    };
-    let id = object.remove("id");
-    let version = object.remove("version");
-    if version.as_ref().and_then(Value::as_u64) != Some(u64::from(VERSION)) {
-        let message = match version {
-            None => format!("the request has no `version` field (this daemon speaks {VERSION})"),
-            Some(other) => {
-                format!("protocol version {other} is not supported (this daemon speaks {VERSION})")
-            }
-        };
-        return (
-            id,
-            Err(ErrorBody::new(ErrorKind::UnsupportedVersion, message)),
-        );
-    }
-    let request = serde_json::from_value(Value::Object(object)).map_err(|error| {
-        ErrorBody::new(
-            ErrorKind::InvalidRequest,
-            format!("invalid request: {error}"),
-        )
-    });
-    (id, request)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn refused(line: &str) -> ErrorBody {
-        parse(line.as_bytes()).1.expect_err(line)
-    }
-
-    #[test]
-    fn requests_parse_with_their_envelope() {
-        let (id, request) = parse(
-            br#"{"version":1,"id":7,"request":"track","pid":42,"grace":"2s","action":"kill","tree":true,"target":"group"}"#,
-        );
-        assert_eq!(id, Some(Value::from(7)));
-        assert_eq!(
-            request.expect("valid"),
-            Request::Track(TrackRequest {
-                pid: 42,
-                parent: None,
-                action: Some(OrphanAction::Kill),
-                grace: Some(Duration::from_secs(2)),
-                signal: None,
-                tree: Some(true),
-                target: Some(OrphanTarget::Group),
-            })
-        );
-        let (_, ping) = parse(br#"{"version":1,"request":"ping"}"#);
-        assert_eq!(ping.expect("valid"), Request::Ping {});
-    }
-
-    #[test]
-    fn a_request_round_trips_through_its_envelope() {
-        let request = Request::Untrack { pid: 9 };
-        let line = serde_json::to_vec(&Envelope {
-            version: VERSION,
-            id: 3,
-            request: &request,
-        })
-        .expect("serializes");
-        let (id, parsed) = parse(&line);
-        assert_eq!(id, Some(Value::from(3)));
-        assert_eq!(parsed.expect("valid"), request);
-    }
-
-    #[test]
-    fn encoded_responses_parse_back() {
-        let id = Value::from("x");
-        let line = encode(Some(&id), Ok(Pong { pid: 5 }));
-        assert_eq!(line.last(), Some(&b'\n'));
-        let response: Response = serde_json::from_slice(&line).expect("a response");
-        assert!(response.ok);
-        assert_eq!(response.id, Some(id));
-        assert_eq!(response.result, Some(serde_json::json!({"pid": 5})));
-        let line = encode::<Pong>(None, Err(ErrorBody::new(ErrorKind::Refused, "no")));
-        let response: Response = serde_json::from_slice(&line).expect("a response");
-        assert!(!response.ok && response.id.is_none());
-        assert_eq!(response.error.expect("error").kind, ErrorKind::Refused);
-    }
-
-    #[test]
-    fn each_bad_input_is_named() {
-        assert_eq!(refused("not json").kind, ErrorKind::InvalidJson);
-        assert_eq!(refused("[1,2]").kind, ErrorKind::InvalidJson);
-        let version = refused(r#"{"request":"ping"}"#);
-        assert_eq!(version.kind, ErrorKind::UnsupportedVersion);
-        assert!(version.message.contains("version"), "{version}");
-        assert_eq!(
-            refused(r#"{"version":2,"request":"ping"}"#).kind,
-            ErrorKind::UnsupportedVersion
-        );
-        let unknown = refused(r#"{"version":1,"request":"explode"}"#);
-        assert!(unknown.message.contains("explode"), "{unknown}");
-        let field = refused(r#"{"version":1,"request":"track","pid":1,"depth":2}"#);
-        assert!(field.message.contains("depth"), "{field}");
-        let target = refused(r#"{"version":1,"request":"track","pid":1,"target":"cgroup"}"#);
-        assert!(target.message.contains("cgroup"), "{target}");
-        let missing = refused(r#"{"version":1,"request":"track"}"#);
-        assert!(missing.message.contains("pid"), "{missing}");
-        let grace = refused(r#"{"version":1,"request":"track","pid":5,"grace":"soon"}"#);
-        assert!(
-            grace.message.contains("soon") || grace.message.contains("grace"),
-            "{grace}"
-        );
-        let extra = refused(r#"{"version":1,"request":"ping","pid":3}"#);
-        assert!(extra.message.contains("pid"), "{extra}");
-        let untrack = refused(r#"{"version":1,"request":"untrack","pid":3,"force":true}"#);
-        assert!(untrack.message.contains("force"), "{untrack}");
-    }
 }
