@@ -94,6 +94,14 @@ impl Actor {
 
     /// SIGCHLD or a tick: reap whatever the monitor may reap.
     pub(super) fn sweep(&mut self) {
+        let started = std::time::Instant::now();
+        self.sweep_all();
+        let cost = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.sweep_cost
+            .store(cost, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn sweep_all(&mut self) {
         if self.config.reap_policy == ReapPolicy::AllChildren {
             // Reading each zombie's name costs a second wait call; only
             // for a log that shows it.
