@@ -217,4 +217,52 @@ mod tests {
         assert_eq!(bit(1), 1);
         assert_eq!(bit(64), 1 << 63);
     }
+
+    /// Which fault the re-run child commits, after blocking what pidguard
+    /// blocks.
+    const FAULT: &str = "PIDGUARD_TEST_FAULT";
+
+    #[inline(never)]
+    #[allow(unconditional_recursion)]
+    fn recurse(depth: u64) -> u64 {
+        let frame = std::hint::black_box([depth; 64]);
+        recurse(frame[0] + 1) + frame[1]
+    }
+
+    /// With every signal pidguard reads blocked, a real fault still kills
+    /// (the kernel forces it through the block with the default action): a
+    /// bad write, a stack overflow, an `abort()`. Each runs in a re-run of
+    /// this test binary, since the mask is per process.
+    #[test]
+    fn real_faults_still_kill_with_every_signal_blocked() {
+        if let Some(fault) = std::env::var_os(FAULT) {
+            set_mask(received_mask()).expect("block the signals");
+            match fault.to_str() {
+                // SAFETY: none; the invalid write is the fault under test.
+                Some("write") => unsafe { (8 as *mut u64).write_volatile(1) },
+                Some("overflow") => {
+                    std::hint::black_box(recurse(0));
+                }
+                _ => std::process::abort(),
+            }
+            return;
+        }
+        use std::os::unix::process::ExitStatusExt as _;
+        for (fault, signal) in [
+            ("write", libc::SIGSEGV),
+            ("overflow", libc::SIGSEGV),
+            ("abort", libc::SIGABRT),
+        ] {
+            let output = std::process::Command::new(std::env::current_exe().expect("own path"))
+                .args([
+                    "--exact",
+                    "run::signalfd::tests::real_faults_still_kill_with_every_signal_blocked",
+                    "--nocapture",
+                ])
+                .env(FAULT, fault)
+                .output()
+                .expect("re-run the test binary");
+            assert_eq!(output.status.signal(), Some(signal), "{fault}: {output:?}");
+        }
+    }
 }
