@@ -98,13 +98,9 @@ pub(crate) fn listen(rewrites: Rewrites, first: Option<i32>) -> io::Result<mpsc:
             for received in batch {
                 let number = match judge(received, me) {
                     Verdict::Handle(number) => number,
-                    Verdict::Own => {
-                        tracing::debug!(
-                            signal = name(received.number),
-                            "own signal, not forwarded"
-                        );
-                        continue;
-                    }
+                    // Not even logged: a log line written to a closed pipe
+                    // raises the next SIGPIPE, and the one after that.
+                    Verdict::Own => continue,
                     Verdict::Fault(number) => {
                         tracing::error!(
                             signal = name(number),
