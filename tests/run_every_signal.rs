@@ -107,7 +107,11 @@ fn every_signal_reaches_the_command(mode: Mode) {
             let (run, pidguard) = start(&mut procs, mode, &cmd);
             signal_number_pinned(&pidguard, number);
             let finished = run.finish(&mut procs, SOON);
-            assert_eq!(finished.code(), 128 + number, "{mode:?} {number}: {finished:?}");
+            assert_eq!(
+                finished.code(),
+                128 + number,
+                "{mode:?} {number}: {finished:?}"
+            );
             continue;
         }
         let cmd = sh_fixture("catch.sh", &[&number.to_string(), "2"]);
@@ -119,7 +123,10 @@ fn every_signal_reaches_the_command(mode: Mode) {
         signal_number_pinned(&pidguard, number);
         let finished = run.finish(&mut procs, SOON);
         assert!(
-            finished.stdout.iter().any(|l| *l == format!("got {number} 2")),
+            finished
+                .stdout
+                .iter()
+                .any(|l| *l == format!("got {number} 2")),
             "{mode:?} {number}: {finished:?}"
         );
         assert_eq!(finished.code(), 42, "{mode:?} {number}: {finished:?}");

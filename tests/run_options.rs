@@ -16,7 +16,10 @@ fn remap_exit_turns_the_named_codes_into_zero() {
     let exit3 = ["sh", "-c", "exit 3"];
     // The negative control: without it, 3 passes through.
     assert_eq!(run_to_end(&mut pidguard_run(&[], &exit3)).code(), 3);
-    assert_eq!(run_to_end(&mut pidguard_run(&["-e", "3"], &exit3)).code(), 0);
+    assert_eq!(
+        run_to_end(&mut pidguard_run(&["-e", "3"], &exit3)).code(),
+        0
+    );
     assert_eq!(
         run_to_end(&mut pidguard_run(&["--remap-exit", "4"], &exit3)).code(),
         3
@@ -27,7 +30,10 @@ fn remap_exit_turns_the_named_codes_into_zero() {
     // 128 + N for a CMD killed by signal N, as tini does.
     let killed = ["sh", "-c", "kill -TERM $$"];
     assert_eq!(run_to_end(&mut pidguard_run(&[], &killed)).code(), 143);
-    assert_eq!(run_to_end(&mut pidguard_run(&["-e", "143"], &killed)).code(), 0);
+    assert_eq!(
+        run_to_end(&mut pidguard_run(&["-e", "143"], &killed)).code(),
+        0
+    );
     // Bad input names what was wrong.
     let finished = run_to_end(&mut pidguard_run(&["-e", "300"], &exit3));
     assert_eq!(finished.code(), 125, "{finished:?}");
@@ -57,7 +63,10 @@ fn term_with(options: &[&str], env: Option<&str>, signals: &[i32]) -> (String, i
 #[test]
 fn rewrite_maps_a_signal_and_zero_drops_it() {
     // The negative control: SIGTERM arrives as itself.
-    assert_eq!(term_with(&[], None, &[libc::SIGTERM]), ("got TERM".into(), 25));
+    assert_eq!(
+        term_with(&[], None, &[libc::SIGTERM]),
+        ("got TERM".into(), 25)
+    );
     assert_eq!(
         term_with(&["--rewrite", "TERM:USR1"], None, &[libc::SIGTERM]),
         ("got USR1".into(), 20)

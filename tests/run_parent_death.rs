@@ -17,9 +17,8 @@ use runner::Run;
 /// pidguard then did: its exit code, or `None` if it was still running.
 fn parent_dies(options: &str, env: Option<(&str, &str)>) -> Option<i32> {
     nix::sys::prctl::set_child_subreaper(true).expect("prctl(PR_SET_CHILD_SUBREAPER)");
-    let script = format!(
-        "\"$0\" run --grace 100ms {options} -- sh \"$1\" & echo \"pidguard $!\"; wait",
-    );
+    let script =
+        format!("\"$0\" run --grace 100ms {options} -- sh \"$1\" & echo \"pidguard $!\"; wait",);
     let mut command = Command::new("sh");
     command
         .args(["-c", &script, runner::PIDGUARD])
