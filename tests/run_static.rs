@@ -27,6 +27,7 @@ const BUSYBOX: &str = "/bin/busybox";
 const MAX_SIZE: u64 = 2 * 1024 * 1024;
 
 /// Skips (or, under `CI=true`, fails) when something is missing.
+#[allow(clippy::print_stderr)] // a skip must say so
 fn missing(what: &str) -> bool {
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),

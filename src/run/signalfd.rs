@@ -239,7 +239,7 @@ mod tests {
             set_mask(received_mask()).expect("block the signals");
             match fault.to_str() {
                 // SAFETY: none; the invalid write is the fault under test.
-                Some("write") => unsafe { (8 as *mut u64).write_volatile(1) },
+                Some("write") => unsafe { std::ptr::dangling_mut::<u64>().write_volatile(1) },
                 Some("overflow") => {
                     std::hint::black_box(recurse(0));
                 }

@@ -268,6 +268,7 @@ pub(crate) fn in_new_namespace<S: AsRef<OsStr>>(argv: &[S]) -> Command {
 /// Whether this test may make PID namespaces (root and `unshare`). Where it
 /// cannot, the test is skipped with a message, except under `CI=true`,
 /// where that is a failure.
+#[allow(clippy::print_stderr)] // a skip must say so
 pub(crate) fn pid_namespaces_or_skip(test: &str) -> bool {
     let works = Command::new("unshare")
         .args(["--fork", "--pid", "--mount-proc", "true"])

@@ -9,8 +9,11 @@
 //! nothing walks the kernel's whole list of the process's children, so a
 //! sweep costs about 2 us with 100 children running, 11 us with 1,000 and
 //! 1.5 ms with 10,000 (measured on a 2-core VM: the walk stops fitting in
-//! the caches). After a sweep that took `c`, the next SIGCHLD-triggered one
-//! starts no sooner than [`DUTY_FACTOR`] times `c` after the previous one,
+//! the caches). After a sweep whose wait calls took `c` each (the actor
+//! publishes its duration divided by its calls, so a sweep that reaped a
+//! hundred children is not mistaken for a costly one), the next
+//! SIGCHLD-triggered sweep starts no sooner than [`DUTY_FACTOR`] times `c`
+//! after the previous one,
 //! so sweeping takes at most about a ninth of the time in a burst of
 //! thousands of exits, and each sweep reaps many children instead of one.
 //! A spacing shorter than Tokio's timer resolution (1 ms) is skipped: the
