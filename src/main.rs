@@ -3,18 +3,29 @@
 //! process's exit code. Everything a subcommand does lives in its module:
 //! `run` (the supervisor), `daemon` (the monitoring service) and `client`
 //! (the commands that talk to it).
+//!
+//! The `daemon` feature (on by default) builds the daemon and the client
+//! commands; the static container build leaves it out, so the binary holds
+//! `run` alone (see `docs/run.md`).
 
 #![cfg(target_os = "linux")]
 
+#[cfg(feature = "daemon")]
 mod client;
+#[cfg(feature = "daemon")]
 mod daemon;
+// Only the usage code is used without the daemon and the client commands.
+#[cfg_attr(not(feature = "daemon"), allow(dead_code))]
 mod exit;
-#[cfg(test)]
+#[cfg(all(test, feature = "daemon"))]
 mod fuzz_tests;
+#[cfg(feature = "daemon")]
 mod paths;
 mod procfs;
+#[cfg(feature = "daemon")]
 mod protocol;
 mod run;
+#[cfg(feature = "daemon")]
 mod safe_file;
 
 use std::io::Write;
@@ -37,14 +48,19 @@ enum Command {
     /// CMD's status, then terminate every descendant CMD left behind.
     Run(run::RunArgs),
     /// Run the monitoring service on a Unix socket.
+    #[cfg(feature = "daemon")]
     Daemon(daemon::DaemonArgs),
     /// Register processes: when a process's parent dies, it is cleaned up.
+    #[cfg(feature = "daemon")]
     Track(client::TrackArgs),
     /// Drop a registration.
+    #[cfg(feature = "daemon")]
     Untrack(client::UntrackArgs),
     /// Show the registrations this user may see.
+    #[cfg(feature = "daemon")]
     Status(client::StatusArgs),
     /// Print the daemon's events about this user's registrations as they happen.
+    #[cfg(feature = "daemon")]
     Events(client::EventsArgs),
 }
 
@@ -75,14 +91,20 @@ fn main() -> ExitCode {
                 ExitCode::from(run::exit_code::OWN_FAILURE)
             }
         },
+        #[cfg(feature = "daemon")]
         Command::Daemon(args) => exit::report(daemon::main(&args)),
+        #[cfg(feature = "daemon")]
         Command::Track(args) => exit::report(client_command(|| client::track(&args))),
+        #[cfg(feature = "daemon")]
         Command::Untrack(args) => exit::report(client_command(|| client::untrack(&args))),
+        #[cfg(feature = "daemon")]
         Command::Status(args) => exit::report(client_command(|| client::status(&args))),
+        #[cfg(feature = "daemon")]
         Command::Events(args) => exit::report(client_command(|| client::events(&args))),
     }
 }
 
+#[cfg(feature = "daemon")]
 fn client_command(run: impl FnOnce() -> Result<(), exit::Failure>) -> Result<(), exit::Failure> {
     client::init_logging();
     run()

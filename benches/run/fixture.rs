@@ -8,8 +8,10 @@
 //! - `burst <n>`: starts `n` orphans blocked on one pipe (forked by a
 //!   short-lived helper, so they are reparented to the supervisor at once),
 //!   closes the pipe so they all exit together, polls until every one is
-//!   reaped (`kill(pid, 0)` fails with ESRCH; a zombie still answers), and
-//!   prints `burst <n> <ns to reap all> <supervisor cpu ns>`.
+//!   reaped (`kill(pid, 0)` fails with ESRCH; a zombie still answers,
+//!   polled every 20 us), and prints `burst <n> <ns to reap all>
+//!   <supervisor cpu ns> <ns from the last exit to the last reap>` (each
+//!   orphan writes the moment it exits to a pipe).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -89,9 +91,22 @@ fn cpu_ns(pid: i32) -> u64 {
         .sum()
 }
 
+/// CLOCK_MONOTONIC in nanoseconds (the same clock as `Instant`).
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to write into; async-signal-safe.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
 fn burst(n: usize) -> io::Result<()> {
     let (gate_reader, gate_writer) = io::pipe()?;
     let (mut pids_reader, pids_writer) = io::pipe()?;
+    // Each orphan writes the moment it exits here (8 bytes: atomic).
+    let (mut exits_reader, exits_writer) = io::pipe()?;
     // SAFETY: this process has a single thread (the fixture starts none),
     // so the forked copy may run ordinary code.
     match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
@@ -105,10 +120,13 @@ fn burst(n: usize) -> io::Result<()> {
                     Ok(ForkResult::Child) => {
                         drop(pids_writer);
                         let mut byte = [0u8; 1];
-                        // SAFETY: read into a valid buffer, then _exit
-                        // (no destructors, no atexit handlers).
+                        // SAFETY: read into a valid buffer, write 8 bytes
+                        // from one, then _exit (no destructors, no atexit
+                        // handlers).
                         unsafe {
                             libc::read(gate_reader.as_raw_fd(), byte.as_mut_ptr().cast(), 1);
+                            let at = monotonic_ns().to_le_bytes();
+                            libc::write(exits_writer.as_raw_fd(), at.as_ptr().cast(), 8);
                             libc::_exit(0);
                         }
                     }
@@ -124,6 +142,7 @@ fn burst(n: usize) -> io::Result<()> {
         ForkResult::Parent { child } => {
             drop(pids_writer);
             drop(gate_reader);
+            drop(exits_writer);
             let mut bytes = Vec::new();
             pids_reader.read_to_end(&mut bytes)?;
             nix::sys::wait::waitpid(child, None).map_err(io::Error::from)?;
@@ -139,13 +158,23 @@ fn burst(n: usize) -> io::Result<()> {
             while !left.is_empty() {
                 left.retain(|&pid| signal::kill(pid, None).is_ok());
                 if !left.is_empty() {
-                    std::thread::sleep(Duration::from_micros(200));
+                    // Short: the last orphan's reap is timed to this.
+                    std::thread::sleep(Duration::from_micros(20));
                 }
             }
+            let reaped_at = monotonic_ns();
             let reaped_in = release.elapsed();
             let cpu = cpu_ns(supervisor).saturating_sub(cpu_before);
+            let mut exits = Vec::new();
+            exits_reader.read_to_end(&mut exits)?;
+            let last_exit = exits
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .max()
+                .unwrap_or(reaped_at);
+            let lag = reaped_at.saturating_sub(last_exit);
             let mut out = io::stdout().lock();
-            writeln!(out, "burst {started} {} {cpu}", reaped_in.as_nanos())?;
+            writeln!(out, "burst {started} {} {cpu} {lag}", reaped_in.as_nanos())?;
             out.flush()
         }
     }

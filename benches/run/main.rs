@@ -13,6 +13,10 @@
 //!    from inside), and the supervisor's CPU time over that span. As PID 1
 //!    every tool gets the orphans (dumb-init is no subreaper otherwise).
 //!
+//! 3. Footprint ([`footprint`]): RSS and threads while CMD runs, the
+//!    wall time of `run -- true`, the binary's size, and valgrind's leak
+//!    check, as ratios to tini's.
+//!
 //! Run with `cargo bench --bench run`; it prints a table (median, min and
 //! max over the runs). A tool that is not installed is reported as missing
 //! and skipped; the burst rows need root and `unshare`.
@@ -27,6 +31,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod fixture;
+mod footprint;
 mod stats;
 mod tools;
 
@@ -100,30 +105,41 @@ fn main() {
     }
 
     println!();
+    footprint::report(&tools);
+
+    println!();
     if let Err(why) = can_unshare() {
         println!("## burst reaping: skipped: {why}");
         return;
     }
     println!("## reaping a burst of orphans as PID 1 ({BURST_RUNS} runs)");
     println!(
-        "{:<14} {:>7} {:>28} {:>28}",
-        "tool", "orphans", "release -> all reaped (ms)", "supervisor CPU (ms)"
+        "{:<14} {:>7} {:>28} {:>28} {:>28}",
+        "tool",
+        "orphans",
+        "release -> all reaped (ms)",
+        "supervisor CPU (ms)",
+        "last exit -> reaped (ms)"
     );
-    for n in [1_000, 10_000] {
+    for n in [100, 1_000, 10_000] {
         for &tool in &tools {
             let mut times = Vec::new();
             let mut cpus = Vec::new();
-            for _ in 0..BURST_RUNS {
-                let (time, cpu) = burst_once(tool, n);
+            let mut lags = Vec::new();
+            let runs = if n == 100 { BURST_RUNS * 5 } else { BURST_RUNS };
+            for _ in 0..runs {
+                let (time, cpu, lag) = burst_once(tool, n);
                 times.push(time);
                 cpus.push(cpu);
+                lags.push(lag);
             }
             println!(
-                "{:<14} {:>7} {:>28} {:>28}",
+                "{:<14} {:>7} {:>28} {:>28} {:>28}",
                 tool.name(),
                 n,
                 Summary::of(&times).millis(),
-                Summary::of(&cpus).millis()
+                Summary::of(&cpus).millis(),
+                Summary::of(&lags).millis()
             );
         }
     }
@@ -160,8 +176,9 @@ fn leftovers_once(tool: Tool, n: usize, kind: &str) -> (Duration, usize) {
     (time, alive)
 }
 
-/// One burst run as PID 1: (release to all reaped, supervisor CPU).
-fn burst_once(tool: Tool, n: usize) -> (Duration, Duration) {
+/// One burst run as PID 1: (release to all reaped, supervisor CPU, last
+/// exit to last reap).
+fn burst_once(tool: Tool, n: usize) -> (Duration, Duration, Duration) {
     let me = std::env::current_exe().expect("current_exe");
     let cmd = [
         me.display().to_string(),
@@ -184,7 +201,7 @@ fn burst_once(tool: Tool, n: usize) -> (Duration, Duration) {
         .filter_map(|f| f.parse().ok())
         .collect();
     assert!(
-        output.status.success() && fields.len() == 3 && fields[0] == n as u64,
+        output.status.success() && fields.len() == 4 && fields[0] == n as u64,
         "{}: burst of {n}: {:?} {text:?}",
         tool.name(),
         output.status
@@ -192,6 +209,7 @@ fn burst_once(tool: Tool, n: usize) -> (Duration, Duration) {
     (
         Duration::from_nanos(fields[1]),
         Duration::from_nanos(fields[2]),
+        Duration::from_nanos(fields[3]),
     )
 }
 

@@ -1,31 +1,90 @@
-//! The command line of `pidguard run`.
+//! The command line of `pidguard run`. Every option can also be set through
+//! an environment variable of its own (`PIDGUARD_RUN_*`, shown in `--help`
+//! and in `docs/run.md`); the flag wins over the variable.
 
 use std::ffi::OsString;
 use std::time::Duration;
 
+use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args};
+
+use super::signal_spec::{self, Rewrite};
 
 /// `pidguard run [OPTIONS] -- CMD [ARGS...]`
 #[derive(Debug, Clone, Args)]
 pub(crate) struct RunArgs {
     /// Forward signals to CMD's whole process group (CMD leads its own
     /// group), not only to CMD.
-    #[arg(short = 'g', long)]
+    #[arg(
+        short = 'g',
+        long,
+        env = "PIDGUARD_RUN_SIGNAL_GROUP",
+        value_parser = BoolishValueParser::new(),
+        action = ArgAction::SetTrue
+    )]
     pub(crate) signal_group: bool,
 
     /// Time a leftover descendant gets between SIGTERM and SIGKILL once CMD
     /// has exited, e.g. `500ms`, `10s`, `1m`; `0` kills at once.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_grace)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        env = "PIDGUARD_RUN_GRACE",
+        default_value = "5s",
+        value_parser = parse_grace
+    )]
     pub(crate) grace: Duration,
 
     /// When CMD exits, leave its live descendants running and exit at once
     /// (what tini does).
-    #[arg(long)]
+    #[arg(
+        long,
+        env = "PIDGUARD_RUN_LEAVE_ORPHANS",
+        value_parser = BoolishValueParser::new(),
+        action = ArgAction::SetTrue
+    )]
     pub(crate) leave_orphans: bool,
 
+    /// Exit with 0 when CMD's exit code (or 128 + N when a signal killed
+    /// it) is CODE; may be repeated (tini's -e). The variable takes a
+    /// comma-separated list.
+    #[arg(
+        short = 'e',
+        long = "remap-exit",
+        value_name = "CODE",
+        env = "PIDGUARD_RUN_REMAP_EXIT",
+        value_delimiter = ','
+    )]
+    pub(crate) remap_exit: Vec<u8>,
+
+    /// Handle a received signal S as if it were R (names or numbers, e.g.
+    /// `TERM:QUIT`, `15:3`); `S:0` drops S. May be repeated (dumb-init's
+    /// -r). The variable takes a comma-separated list.
+    #[arg(
+        short = 'r',
+        long = "rewrite",
+        value_name = "S:R",
+        env = "PIDGUARD_RUN_REWRITE",
+        value_delimiter = ',',
+        value_parser = signal_spec::parse_rewrite
+    )]
+    pub(crate) rewrite: Vec<Rewrite>,
+
+    /// Have the kernel send pidguard SIGNAL when pidguard's parent dies,
+    /// handled as if it had been sent (tini's -p), e.g. `TERM`.
+    #[arg(
+        short = 'p',
+        long = "parent-death-signal",
+        value_name = "SIGNAL",
+        env = "PIDGUARD_RUN_PARENT_DEATH_SIGNAL",
+        value_parser = signal_spec::parse_signal
+    )]
+    pub(crate) parent_death_signal: Option<i32>,
+
     /// Log more to stderr: -v what happens to each leftover, -vv every
-    /// reaped child, -vvv everything. `RUST_LOG` overrides it.
-    #[arg(short, long, action = ArgAction::Count)]
+    /// reaped child and forwarded signal, -vvv everything. The variable
+    /// takes the count (`2` for -vv). `RUST_LOG` overrides it.
+    #[arg(short, long, env = "PIDGUARD_RUN_VERBOSE", action = ArgAction::Count)]
     pub(crate) verbose: u8,
 
     /// The command to supervise, and its arguments.

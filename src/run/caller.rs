@@ -2,29 +2,38 @@
 //! anything, so CMD can be given the same: the signal mask, the ignored
 //! signals, and whether pidguard owns the terminal's foreground.
 //!
-//! pidguard itself needs a different setup: every signal unblocked (a
-//! blocked SIGCHLD would stop the reaping, a blocked SIGTERM the
-//! forwarding), handlers for the forwarded signals, and SIGTTOU/SIGTTIN
-//! ignored so it can hand the terminal to CMD and write its logs while CMD
-//! owns the foreground. CMD must not inherit any of that: the handlers reset
-//! to the default at exec anyway, but a mask and ignored signals survive
-//! exec, so [`CallerSignals::restore_in_child`] puts the caller's back.
+//! pidguard itself needs a different setup: every catchable signal but
+//! SIGCHLD blocked, to be read from a signalfd (see `signalfd.rs`), and
+//! SIGCHLD unblocked (a blocked SIGCHLD would stop the reaping). Blocked
+//! SIGTTOU and SIGTTIN also count as ignored for the terminal, so pidguard
+//! can hand the terminal to CMD and write its logs while CMD owns the
+//! foreground. CMD must not inherit any of that: a mask and ignored signals
+//! survive exec (handlers reset to the default), so
+//! [`CallerSignals::restore_in_child`] puts the caller's back.
 
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::BorrowedFd;
 
+use super::signalfd;
+
 /// The caller's signal mask and ignored signals.
 #[derive(Clone, Copy)]
 pub(crate) struct CallerSignals {
-    mask: libc::sigset_t,
+    /// The kernel's mask (bit N-1 for signal N).
+    mask: u64,
     ignored: libc::sigset_t,
 }
 
 impl std::fmt::Debug for CallerSignals {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallerSignals")
-            .field("blocked", &members(&self.mask))
+            .field(
+                "blocked",
+                &all_signals()
+                    .filter(|&n| self.mask & signalfd::bit(n) != 0)
+                    .collect::<Vec<_>>(),
+            )
             .field("ignored", &members(&self.ignored))
             .finish()
     }
@@ -53,17 +62,12 @@ fn empty_set() -> libc::sigset_t {
 }
 
 impl CallerSignals {
-    /// Records the caller's mask and ignored signals, then unblocks every
-    /// signal in pidguard and ignores SIGTTOU and SIGTTIN. Must run on the
-    /// main thread before any other thread exists (threads inherit the mask).
+    /// Records the caller's mask and ignored signals, then blocks every
+    /// signal pidguard reads from its signalfd (all but SIGCHLD). Must run
+    /// on the main thread before any other thread exists (threads inherit
+    /// the mask).
     pub(crate) fn take() -> io::Result<Self> {
-        let unblocked = empty_set();
-        let mut mask = empty_set();
-        // SAFETY: both pointers are valid, initialised sets.
-        let rc = unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &unblocked, &mut mask) };
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
+        let mask = signalfd::set_mask(signalfd::received_mask())?;
         let mut ignored = empty_set();
         for signal in all_signals() {
             // The Rust runtime ignored SIGPIPE before `main`, so the caller's
@@ -85,31 +89,14 @@ impl CallerSignals {
                 }
             }
         }
-        for signal in [libc::SIGTTOU, libc::SIGTTIN] {
-            // SAFETY: installs the plain "ignore" disposition; no handler code.
-            if unsafe { libc::signal(signal, libc::SIG_IGN) } == libc::SIG_ERR {
-                return Err(io::Error::last_os_error());
-            }
-        }
         Ok(Self { mask, ignored })
     }
 
     /// In the forked child, between fork and exec: the caller's ignored
-    /// signals back to "ignore", every other signal pidguard ignores back to
-    /// the default, then the caller's mask. Only async-signal-safe calls.
+    /// signals back to "ignore" (a handler pidguard installed in their place
+    /// would be reset to the default at exec), then the caller's mask. Only
+    /// async-signal-safe calls.
     pub(crate) fn restore_in_child(&self) -> io::Result<()> {
-        for signal in [libc::SIGTTOU, libc::SIGTTIN] {
-            // SAFETY: async-signal-safe; `self.ignored` is initialised.
-            let handler = if unsafe { libc::sigismember(&self.ignored, signal) } == 1 {
-                libc::SIG_IGN
-            } else {
-                libc::SIG_DFL
-            };
-            // SAFETY: async-signal-safe; sets a plain disposition.
-            if unsafe { libc::signal(signal, handler) } == libc::SIG_ERR {
-                return Err(io::Error::last_os_error());
-            }
-        }
         for signal in all_signals() {
             // SAFETY: async-signal-safe; both calls only read or set a
             // plain disposition.
@@ -121,13 +108,7 @@ impl CallerSignals {
                 }
             }
         }
-        // SAFETY: async-signal-safe; the set is initialised.
-        let rc =
-            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &self.mask, std::ptr::null_mut()) };
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
-        }
-        Ok(())
+        signalfd::set_mask(self.mask).map(drop)
     }
 }
 

@@ -30,7 +30,7 @@ pub(crate) fn build(argv: &[OsString], caller: CallerSignals, foreground: bool) 
     unsafe {
         command.pre_exec(move || {
             if foreground {
-                // SIGTTOU is still ignored here (inherited from pidguard),
+                // SIGTTOU is still blocked here (inherited from pidguard),
                 // so a background group may take the foreground.
                 caller::take_terminal_foreground();
             }

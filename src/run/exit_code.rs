@@ -26,6 +26,16 @@ pub(crate) fn of_status(status: ExitStatus) -> u8 {
     }
 }
 
+/// pidguard's exit code for CMD's `status`, 0 when that code is one of
+/// `success` (`--remap-exit`, tini's `-e`): the code a shell would report,
+/// 128 + N for a signal included.
+pub(crate) fn remapped(status: ExitStatus, success: &[u8]) -> u8 {
+    match of_status(status) {
+        code if success.contains(&code) => 0,
+        code => code,
+    }
+}
+
 /// pidguard's exit code when CMD could not be started.
 pub(crate) fn of_spawn_error(error: &std::io::Error) -> u8 {
     match error.kind() {
@@ -48,6 +58,18 @@ mod tests {
         };
         assert_eq!(of_status(killed(15)), 143);
         assert_eq!(of_status(killed(9)), 137);
+    }
+
+    #[test]
+    fn remapped_codes_become_zero_and_others_pass() {
+        let killed = ExitStatus::Signaled {
+            signal: 15,
+            core_dumped: false,
+        };
+        assert_eq!(remapped(ExitStatus::Exited(3), &[3]), 0);
+        assert_eq!(remapped(ExitStatus::Exited(4), &[3]), 4);
+        assert_eq!(remapped(killed, &[143]), 0);
+        assert_eq!(remapped(killed, &[]), 143);
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //! Only when pidguard handed CMD the terminal's foreground (see
 //! `caller::owns_terminal_foreground`) and is not PID 1 (PID 1 cannot be
 //! stopped, and has no shell waiting for it).
+//!
+//! A SIGTSTP, SIGTTIN or SIGTTOU sent to pidguard itself takes the other
+//! way round: the supervisor forwards it, then stops pidguard the same way
+//! ([`stop_until_continued`]), terminal or not.
 
 use std::io;
 
@@ -54,20 +58,30 @@ impl StopWatch {
             return;
         }
         tracing::info!(pid = cmd.pid, "command stopped; stopping too");
-        caller::take_terminal_foreground();
-        // The whole process stops here, before the call returns, and goes
-        // on when the shell sends SIGCONT.
-        let me = rustix::process::getpid();
-        if let Err(error) = rustix::process::kill_process(me, rustix::process::Signal::STOP) {
-            tracing::warn!(%error, "could not stop");
-        }
-        // `fg` gave the terminal to pidguard's group: hand it on to CMD
-        // before CMD runs, or its first read would stop it again. After
-        // `bg` the shell kept the terminal, and so does CMD's group.
-        if caller::owns_terminal_foreground() {
-            caller::give_terminal_foreground(cmd.pid);
-        }
-        tracing::info!(pid = cmd.pid, "continued; continuing the command");
-        target.send(libc::SIGCONT);
+        stop_until_continued(cmd, target, true);
     }
+}
+
+/// Stops pidguard until a SIGCONT continues it, then continues CMD (or its
+/// group). With `terminal` (pidguard handed CMD the foreground), it takes
+/// the foreground back first, and hands it to CMD's group again when `fg`
+/// gave it to pidguard.
+pub(crate) fn stop_until_continued(cmd: ProcessId, target: &Target, terminal: bool) {
+    if terminal {
+        caller::take_terminal_foreground();
+    }
+    // The whole process stops here, before the call returns, and goes on
+    // when SIGCONT comes (from the shell's `fg`/`bg`, or anyone's `kill`).
+    let me = rustix::process::getpid();
+    if let Err(error) = rustix::process::kill_process(me, rustix::process::Signal::STOP) {
+        tracing::warn!(%error, "could not stop");
+    }
+    // `fg` gave the terminal to pidguard's group: hand it on to CMD before
+    // CMD runs, or its first read would stop it again. After `bg` the shell
+    // kept the terminal, and so does CMD's group.
+    if terminal && caller::owns_terminal_foreground() {
+        caller::give_terminal_foreground(cmd.pid);
+    }
+    tracing::info!(pid = cmd.pid, "continued; continuing the command");
+    target.send(libc::SIGCONT);
 }

@@ -6,8 +6,9 @@ use monitor_core::{Config, Error, Monitor, ReapPolicy, ShutdownPolicy};
 
 use super::args::RunArgs;
 use super::caller::{self, CallerSignals};
-use super::job_control::StopWatch;
+use super::job_control::{self, StopWatch};
 use super::leftovers::{self, Cleanup, Outcome};
+use super::signal_spec::Rewrites;
 use super::signals::{self, Target};
 use super::{command, exit_code};
 
@@ -16,8 +17,14 @@ use super::{command, exit_code};
 /// events' log lines are lost; the slots are allocated up front.
 const EVENT_CAPACITY: usize = 4096;
 
-/// Runs CMD under the monitor and returns pidguard's exit code.
-pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result<u8> {
+/// Runs CMD under the monitor and returns pidguard's exit code. `pending`
+/// is a signal to handle first (the parent-death signal, when the parent
+/// died before it could be armed).
+pub(crate) async fn run(
+    args: &RunArgs,
+    caller: CallerSignals,
+    pending: Option<i32>,
+) -> anyhow::Result<u8> {
     let as_init = rustix::process::getpid().as_raw_nonzero().get() == 1;
     // PID 1 gets every orphan of its namespace already; anywhere else
     // pidguard becomes a subreaper so CMD's orphans come to it, not to init.
@@ -35,7 +42,8 @@ pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result
     let monitor = Monitor::spawn(config).context("starting the monitor")?;
     let handle = monitor.handle();
     // Listening before CMD starts: nothing sent meanwhile is lost.
-    let mut received = signals::listen().context("installing signal handlers")?;
+    let rewrites = Rewrites::new(&args.rewrite);
+    let mut received = signals::listen(rewrites, pending).context("reading signals")?;
     let foreground = caller::owns_terminal_foreground();
     tracing::debug!(as_init, foreground, "starting");
     let mut stops = StopWatch::new(foreground && !as_init).context("watching for stops")?;
@@ -54,6 +62,12 @@ pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result
     let name = args.command[0].to_string_lossy();
     tracing::info!(pid = cmd_id.pid, %name, "command started");
     let target = Target::for_command(cmd_id, args.signal_group);
+    // CMD has its own working directory now; pidguard must not pin CMD's
+    // (it would keep a file system from being unmounted). Nothing pidguard
+    // does from here on uses a relative path.
+    if let Err(error) = std::env::set_current_dir("/") {
+        tracing::warn!(%error, "chdir(\"/\") failed; keeping the working directory");
+    }
 
     let exited = child.wait();
     tokio::pin!(exited);
@@ -61,8 +75,13 @@ pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result
         tokio::select! {
             status = &mut exited => break status.context("waiting for the command")?,
             Some(number) = received.recv() => {
-                tracing::debug!(signal = signals::name(number), "received");
                 target.send(number);
+                // As dumb-init does: CMD stopped, pidguard stops too, and a
+                // SIGCONT continues both. PID 1 cannot stop itself.
+                if signals::is_stop(number) && !as_init {
+                    tracing::info!(signal = signals::name(number), "stopping with the command");
+                    job_control::stop_until_continued(cmd_id, &target, foreground);
+                }
             }
             () = stops.changed() => stops.follow(cmd_id, &target),
         }
@@ -91,5 +110,5 @@ pub(crate) async fn run(args: &RunArgs, caller: CallerSignals) -> anyhow::Result
         }
     }
     monitor.shutdown().await;
-    Ok(exit_code::of_status(status))
+    Ok(exit_code::remapped(status, &args.remap_exit))
 }

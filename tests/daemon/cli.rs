@@ -212,7 +212,10 @@ fn events_prints_each_event_as_it_happens() {
         );
         client.track(sleep.pid);
         client.ok(json!({"request": "untrack", "pid": sleep.pid}));
-        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(100)) {
+        // Keepalive lines (no event) come on a quiet stream; skip them.
+        if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(100))
+            && line.contains("\"event\"")
+        {
             break line;
         }
     };

@@ -216,3 +216,84 @@ pub(crate) fn run_to_end(command: &mut Command) -> Finished {
     let mut procs = Procs::new();
     Run::start(&mut procs, command).finish(&mut procs, SOON)
 }
+
+/// Sends signal `number` (any of 1..=64, real-time ones too) to a pinned
+/// process through a fresh pidfd, after checking that the pid still names
+/// it (same start time).
+pub(crate) fn signal_number_pinned(proc: &Proc, number: i32) {
+    let pid = rustix::process::Pid::from_raw(proc.pid).expect("positive pid");
+    let pidfd =
+        rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).expect("pidfd_open");
+    let stat = crate::common::read_stat(proc.pid).expect("still there");
+    assert_eq!(
+        stat.start_time, proc.start_time,
+        "pid {} was reused",
+        proc.pid
+    );
+    use std::os::fd::AsRawFd as _;
+    // SAFETY: a valid pidfd, a signal number and a null info pointer.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            number,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "pidfd_send_signal({}, {number}): {}",
+        proc.pid,
+        std::io::Error::last_os_error()
+    );
+}
+
+/// `unshare --fork --pid --mount-proc --kill-child <argv...>`: the
+/// namespace's PID 1 is `argv`, and it is SIGKILLed (ending the whole
+/// namespace) if `unshare` dies, so the guard's SIGKILL cleans everything.
+pub(crate) fn in_new_namespace<S: AsRef<OsStr>>(argv: &[S]) -> Command {
+    let mut command = Command::new("unshare");
+    command
+        .args(["--fork", "--pid", "--mount-proc", "--kill-child"])
+        .args(argv)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Whether this test may make PID namespaces (root and `unshare`). Where it
+/// cannot, the test is skipped with a message, except under `CI=true`,
+/// where that is a failure.
+#[allow(clippy::print_stderr)] // a skip must say so
+pub(crate) fn pid_namespaces_or_skip(test: &str) -> bool {
+    let works = Command::new("unshare")
+        .args(["--fork", "--pid", "--mount-proc", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success());
+    if !works {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: cannot make a PID namespace (needs root and util-linux unshare)"
+        );
+        eprintln!("{test}: skipped: cannot make a PID namespace (needs root and unshare)");
+    }
+    works
+}
+
+/// The only child of `parent`, pinned (by a pidfd opened before the check
+/// that it is `parent`'s child): pidguard under `unshare`.
+pub(crate) fn only_child(procs: &mut crate::common::Procs, parent: &Proc) -> Proc {
+    let mut children = Vec::new();
+    crate::common::wait_until_blocking(SOON, "unshare has started its child", || {
+        children = crate::common::children_of(parent.pid);
+        !children.is_empty()
+    });
+    assert_eq!(children.len(), 1, "{children:?}");
+    procs.pin_child_of(children[0], parent)
+}

@@ -1,6 +1,7 @@
 //! Starting a monitor inside the caller's runtime, and stopping it.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, mpsc};
@@ -22,6 +23,9 @@ pub struct Monitor {
     handle: MonitorHandle,
     cancel: CancellationToken,
     tasks: TaskTracker,
+    /// The duration of the actor's last sweep, in nanoseconds: the SIGCHLD
+    /// forwarder spaces sweeps by it (see `reap.rs`).
+    sweep_cost: Arc<AtomicU64>,
 }
 
 impl Monitor {
@@ -53,11 +57,12 @@ impl Monitor {
         let monitor = Self::start(config, os, parent.child_token(), sweeps_rx)?;
         if let Some(sigchld) = sigchld {
             let cancel = monitor.cancel.clone();
+            let cost = Arc::clone(&monitor.sweep_cost);
             spawn_watched(
                 &monitor.tasks,
                 "sigchld",
                 &cancel,
-                reap::forward(sigchld, sweeps_tx, cancel.clone()),
+                reap::forward(sigchld, sweeps_tx, cost, cancel.clone()),
             );
         }
         Ok(monitor)
@@ -106,6 +111,7 @@ impl Monitor {
         }
         // Unbounded because wakers cannot wait; see `watch.rs`.
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
+        let sweep_cost = Arc::new(AtomicU64::new(0));
         let actor = Actor::new(
             os,
             config,
@@ -114,7 +120,8 @@ impl Monitor {
             ready_tx,
             unit_rescan,
             cancel.clone(),
-        );
+        )
+        .measuring_sweeps(Arc::clone(&sweep_cost));
         let inputs = Inputs {
             commands: commands_rx,
             scans: scans_rx,
@@ -127,6 +134,7 @@ impl Monitor {
             handle: MonitorHandle::new(commands_tx),
             cancel,
             tasks,
+            sweep_cost,
         })
     }
 

@@ -1,12 +1,16 @@
 //! The owned spawn helper: children started through the monitor, optionally
 //! with a parent-death signal.
 //!
-//! Every spawn goes through one long-lived, dedicated OS thread. The kernel
-//! sends `PR_SET_PDEATHSIG` when the *thread* that forked the child exits,
-//! not the process: a child forked from a short-lived thread (or from an
-//! idle `spawn_blocking` thread) would be killed when that thread ends. The
-//! spawner thread lives as long as the process, so the signal means "this
-//! process died", which is what a caller asks for.
+//! A spawn with a parent-death signal goes through one long-lived,
+//! dedicated OS thread. The kernel sends `PR_SET_PDEATHSIG` when the
+//! *thread* that forked the child exits, not the process: a child forked
+//! from a short-lived thread (or from an idle `spawn_blocking` thread) would
+//! be killed when that thread ends. The spawner thread lives as long as the
+//! process, so the signal means "this process died", which is what a caller
+//! asks for. A spawn without one forks right where it is asked for: which
+//! thread forks does not matter then, and a thread started only to fork
+//! would stay alive (holding memory) for the rest of the process, and still
+//! be alive at exit.
 //!
 //! The actor waits for the spawner's answer before it handles anything else,
 //! so the child is registered as owned before any sweep runs: not even
@@ -126,11 +130,16 @@ fn set_parent_death_signal(command: &mut Command, signal: Signal) {
     }
 }
 
-/// Spawns `command` on the spawner thread.
+/// Spawns `command`: on the spawner thread with a parent-death signal, on
+/// the calling task without one (fork and exec take about a millisecond,
+/// which the actor waits for either way).
 pub(crate) async fn spawn(
-    command: Command,
+    mut command: Command,
     parent_death_signal: Option<Signal>,
 ) -> io::Result<Child> {
+    if parent_death_signal.is_none() {
+        return command.spawn();
+    }
     let (reply, response) = oneshot::channel();
     spawner()?
         .send(Job {

@@ -223,6 +223,8 @@ pub(crate) struct Actor {
     /// Where the watches' wakers send their keys (see `watch.rs`).
     ready: mpsc::UnboundedSender<WatchKey>,
     cancel: CancellationToken,
+    /// Where each sweep leaves its duration (ns) for the SIGCHLD forwarder.
+    sweep_cost: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The receiving ends the actor selects over.
@@ -267,7 +269,14 @@ impl Actor {
             parents: HashMap::new(),
             ready,
             cancel,
+            sweep_cost: Arc::default(),
         }
+    }
+
+    /// Publishes each sweep's duration through `cost`.
+    pub(crate) fn measuring_sweeps(mut self, cost: Arc<std::sync::atomic::AtomicU64>) -> Self {
+        self.sweep_cost = cost;
+        self
     }
 
     pub(crate) async fn run(mut self, mut inputs: Inputs) {

@@ -137,6 +137,18 @@ impl Actor {
 
     /// SIGCHLD or a tick: reap whatever the monitor may reap.
     pub(super) fn sweep(&mut self) {
+        let started = std::time::Instant::now();
+        let reaped = self.counters.reaped;
+        self.sweep_all();
+        // Per wait call (one per child reaped, one that finds nothing): the
+        // kernel's walk of the children list, not the work of reaping.
+        let calls = u128::from(self.counters.reaped - reaped + 1);
+        let cost = u64::try_from(started.elapsed().as_nanos() / calls).unwrap_or(u64::MAX);
+        self.sweep_cost
+            .store(cost, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn sweep_all(&mut self) {
         if self.config.reap_policy == ReapPolicy::AllChildren {
             // Reading each zombie's name costs a second wait call; only
             // for a log that shows it.
