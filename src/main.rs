@@ -21,7 +21,6 @@ mod exit;
 mod fuzz_tests;
 #[cfg(feature = "daemon")]
 mod paths;
-mod procfs;
 #[cfg(feature = "daemon")]
 mod protocol;
 mod run;

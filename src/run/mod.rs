@@ -22,7 +22,7 @@
 //! - `leftovers`: terminating what CMD left behind.
 //! - `job_control`: stopping with CMD when it is stopped from the terminal.
 //! - `exit_code`, `logging`: the small pieces (the `/proc` reads are the
-//!   crate's `procfs`, shared with the daemon).
+//!   `procfs` crate).
 
 mod args;
 mod caller;

@@ -166,6 +166,10 @@ impl Os for FakeOs {
         children
     }
 
+    fn command_name(&self, handle: &ProcHandle) -> Option<String> {
+        self.stat(handle).map(|_| format!("fake{}", handle.id.pid))
+    }
+
     fn own_children(&self) -> Vec<i32> {
         let mut children: Vec<i32> = self
             .table()

@@ -41,6 +41,7 @@ impl Actor {
         if !self.tracked.contains_key(&pid)
             && let Some(root) = self.rootless_unit(pid)
         {
+            self.mark_stopping(root, kill);
             let members = self.unit_pids(root);
             let tracked = members
                 .first()
@@ -60,6 +61,7 @@ impl Actor {
             // a unit of one is its root alone.
             None if entry.is_root() => {
                 let root = entry.id();
+                self.mark_stopping(root, kill);
                 self.discover_tree(root);
                 self.unit_pids(root)
                     .into_iter()
@@ -75,7 +77,15 @@ impl Actor {
         Ok(tracked)
     }
 
-    fn stop_one(&mut self, pid: i32, kill: bool) {
+    /// The whole unit of `root` is being stopped: members found from now on
+    /// are stopped the same way (a kill is never weakened to a terminate).
+    fn mark_stopping(&mut self, root: ProcessId, kill: bool) {
+        if let Some(unit) = self.units.get_mut(&root) {
+            unit.stopping = Some(kill || unit.stopping == Some(true));
+        }
+    }
+
+    pub(super) fn stop_one(&mut self, pid: i32, kill: bool) {
         let Some(entry) = self.tracked.get_mut(&pid) else {
             return;
         };

@@ -208,6 +208,8 @@ pub(crate) struct Actor {
     /// The root of the unit that orphans reparented to this process join
     /// (`SpawnOptions::adopt_orphans`).
     adopting: Option<ProcessId>,
+    /// Set while a spawn that asks for `adopt_orphans` tracks its child.
+    adopt_into_next_unit: bool,
     released: Vec<Released>,
     /// Escalation wake-ups, keyed back to the process by identity.
     deadlines: DelayQueue<ProcessId>,
@@ -258,6 +260,7 @@ impl Actor {
             units: HashMap::new(),
             unit_rescan,
             adopting: None,
+            adopt_into_next_unit: false,
             released: Vec::new(),
             deadlines: DelayQueue::new(),
             events,

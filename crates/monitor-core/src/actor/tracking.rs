@@ -44,11 +44,13 @@ impl Actor {
         {
             return Err(Error::AdoptionTaken { root });
         }
-        match self.track(pid, options.track, &mut owner) {
+        // Taken by the unit as it is made, before anything (its root's
+        // exit included) can need it.
+        self.adopt_into_next_unit = options.adopt_orphans;
+        let tracked = self.track(pid, options.track, &mut owner);
+        self.adopt_into_next_unit = false;
+        match tracked {
             Ok(tracked) => {
-                if options.adopt_orphans && tracked.containment != Containment::None {
-                    self.adopting = Some(tracked.id);
-                }
                 tracing::debug!(pid, program, "spawned");
                 Ok(OwnedChild::new(tracked, exit).with_pipes(pipes))
             }
@@ -228,6 +230,9 @@ impl Actor {
             self.owned_pids.insert(pid);
         }
         self.tracked.insert(pid, entry);
+        if unit.is_some() && containment != Containment::None && self.adopt_into_next_unit {
+            self.adopting = Some(id);
+        }
         self.join_unit(pid, descendant_of.unwrap_or(id), unit);
         self.targets_changed();
         if tracked.owned {
@@ -235,12 +240,17 @@ impl Actor {
             self.reap_tracked(pid);
         }
         self.start_watching(pid);
-        // A member found after its unit's root is gone (the root's last
-        // look, or an orphan adopted late) is orphaned with the unit.
+        // A member found after its whole unit was asked to stop is stopped
+        // too; one found after the root is gone (the root's last look, or
+        // an orphan adopted late) is orphaned with the unit.
         if let Some(root) = descendant_of
-            && self.units.get(&root).is_some_and(|unit| !unit.root_running)
+            && let Some(unit) = self.units.get(&root)
         {
-            self.orphan_member(pid, root);
+            match (unit.stopping, unit.root_running) {
+                (Some(kill), _) => self.stop_one(pid, kill),
+                (None, false) => self.orphan_member(pid, root),
+                (None, true) => {}
+            }
         }
         Ok(tracked)
     }

@@ -48,6 +48,9 @@ pub(super) struct Unit {
     /// The monitor spawned the root or was handed it: the shutdown policy
     /// ends this unit.
     pub(super) owned: bool,
+    /// The whole unit was asked to stop (`Some(true)`: killed), so a member
+    /// found from now on is stopped the same way at once.
+    pub(super) stopping: Option<bool>,
 }
 
 impl Unit {
@@ -65,6 +68,7 @@ impl Unit {
             refused: BTreeSet::new(),
             root_running: true,
             owned,
+            stopping: None,
         }
     }
 }
@@ -180,17 +184,39 @@ impl Actor {
         }
     }
 
-    /// The root of a unit exited: the unit ends, and whatever it still
-    /// holds is orphaned with it, after a last look for new members. Each
-    /// member gets its (the root's) orphan action.
-    pub(super) fn root_exited(&mut self, root: ProcessId) {
-        let Some(unit) = self.units.get(&root) else {
+    /// The root of `pid`'s unit, if `pid` leaving it would end it (or
+    /// orphan it): the unit's root, or the last member of a unit whose root
+    /// is gone.
+    pub(super) fn ends_its_unit(&self, pid: i32) -> Option<ProcessId> {
+        let entry = self.tracked.get(&pid)?;
+        let root = entry.root();
+        let unit = self.units.get(&root)?;
+        let last = entry.is_root() || (!unit.root_running && unit.members.len() == 1);
+        last.then_some(root)
+    }
+
+    /// A last look for members of `root`'s unit, made when its root or its
+    /// last member exits (before it leaves the unit, so the unit does not
+    /// end first): every member's children, and, for the adopting unit,
+    /// the orphans already reparented to this process (the exiting
+    /// process's own children are, by now).
+    pub(super) fn last_look(&mut self, root: ProcessId) {
+        if !self.units.contains_key(&root) {
             return;
-        };
-        let followed: Vec<i32> = unit.members.iter().copied().collect();
-        for pid in followed {
+        }
+        for pid in self.unit_pids(root) {
             self.discover(pid, false);
         }
+        if self.adopting == Some(root) {
+            let own = self.os.own_children();
+            self.adopt_orphans(own);
+        }
+    }
+
+    /// The root of a unit exited: the unit ends, and whatever it still
+    /// holds (after [`Actor::last_look`]) is orphaned with it. Each member
+    /// gets the unit's orphan action.
+    pub(super) fn root_exited(&mut self, root: ProcessId) {
         let Some(unit) = self.units.get(&root) else {
             return;
         };
@@ -243,6 +269,8 @@ impl Actor {
             match self.insert(pid, options, &mut owner, Some(root)) {
                 Ok(tracked) if tracked.parent.pid == self.my_pid => {
                     tracing::info!(pid, root = %root, "orphan adopted into the unit");
+                    // Its own children are the unit's too.
+                    self.discover(pid, false);
                 }
                 Ok(_) => {
                     // The pid was reused meanwhile: not the orphan we saw.
