@@ -120,6 +120,8 @@ mod fallback_tests;
 #[cfg(test)]
 mod harness;
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod refusal_tests;
 #[cfg(test)]
 mod timing_tests;
