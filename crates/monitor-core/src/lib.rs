@@ -126,6 +126,10 @@ mod harness;
 #[cfg(test)]
 mod hostile_tests;
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
+mod refusal_tests;
+#[cfg(test)]
 mod timing_tests;
 #[cfg(test)]
 mod unit_tests;

@@ -173,6 +173,13 @@ impl Actor {
                     .ok_or(Error::NotTracked { pid: root.pid })?;
                 (unit.owner, unit.containment, None)
             }
+            // A root refused when its uid changed left its unit, which
+            // still holds members under its name (an untrack or stop of
+            // its pid reaches them): a second unit of that name would
+            // strand them.
+            None if self.units.contains_key(&handle.id) => {
+                return Err(Error::AlreadyTracked { id: handle.id });
+            }
             None => {
                 let unit_owner = options.owner.unwrap_or_else(|| self.os.my_uid());
                 let containment = if tree {

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 
 use tokio::time::Instant;
 
-use super::Actor;
+use super::{Actor, Released};
 use crate::status::ProcessState;
 use std::time::Duration;
 
@@ -102,8 +102,9 @@ impl Actor {
 
     /// Right before a signal: may `pid`'s unit owner signal it now? A
     /// process that changed its uid since it was found is refused and
-    /// leaves the monitor (it is no longer a member); one already gone is
-    /// settled. Either way nothing is sent.
+    /// leaves the monitor (it is no longer a member; the monitor still
+    /// reaps it if it owned it, and a root's members are orphaned with
+    /// it); one already gone is settled. Either way nothing is sent.
     pub(super) fn may_signal(&mut self, pid: i32) -> bool {
         let Some(entry) = self.tracked.get(&pid) else {
             return false;
@@ -122,6 +123,20 @@ impl Actor {
                 self.refused(id, root, uid, owner);
                 if let Some(entry) = self.remove(pid) {
                     self.emit(Event::Untracked { id: entry.id() });
+                    // Still this process's child: reaped as an untracked
+                    // one is, so its exit status reaches its waiter.
+                    if let Some(ownership) = entry.owned {
+                        self.released.push(Released {
+                            handle: entry.handle,
+                            ownership,
+                            foster: false,
+                        });
+                    }
+                    // A root that left ends its unit as its exit would:
+                    // the members are orphaned with it, never left behind.
+                    if root == id {
+                        self.root_exited(id);
+                    }
                 }
                 false
             }
