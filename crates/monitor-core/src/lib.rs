@@ -88,8 +88,10 @@
 //! - `watch`: pidfds registered with the reactor, one waker each.
 //! - `scan`, `reap`: the scanner task and the SIGCHLD forwarder.
 //! - `os`: the seam to the kernel (procfs, pidfd, `waitid`), faked in tests.
-//! - `cgroup`: the kernel layer of units: leaf cgroups the monitor
-//!   creates; `sys_error` is its error.
+//! - `cgroup`, `connector`, `lineage`: the kernel layer of units: leaf
+//!   cgroups the monitor creates, fork and exit events from the process
+//!   connector, and the membership those events imply; `sys_error` is
+//!   their error.
 //! - `compat`: the original tool's blocking functions.
 
 #![cfg(target_os = "linux")]
@@ -101,10 +103,14 @@ mod actor;
 mod cgroup;
 mod compat;
 mod config;
+#[allow(dead_code)]
+mod connector;
 mod error;
 mod event;
 mod handle;
 mod id;
+#[allow(dead_code)]
+mod lineage;
 mod monitor;
 mod os;
 mod reap;

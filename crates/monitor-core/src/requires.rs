@@ -1,5 +1,5 @@
-//! What the kernel tests need, in one place: root, cgroup v2, another
-//! uid, another pid namespace.
+//! What the kernel tests need, in one place: root, cgroup v2, the process
+//! connector, another uid, another pid namespace.
 //!
 //! One rule for all of them: where a facility is missing, the test skips
 //! and prints what was missing; with `CI=true` (CI runs as root, where
@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::cgroup::{Hierarchy, Subtree};
+use crate::connector::{Connector, Options};
 
 /// Whether this run is CI's (`CI=true`), where nothing may be skipped.
 pub(crate) fn ci() -> bool {
@@ -63,6 +64,14 @@ pub(crate) fn root(what: &str) -> bool {
 pub(crate) fn cgroup() -> Option<TestSubtree> {
     let subtree = Hierarchy::discover().and_then(|hierarchy| hierarchy.create_subtree());
     or_skip("a writable cgroup v2 hierarchy (root)", subtree).map(|s| TestSubtree(Some(s)))
+}
+
+/// An open process connector socket.
+pub(crate) async fn connector(options: Options) -> Option<Connector> {
+    or_skip(
+        "the process connector (root in the initial namespaces)",
+        Connector::open(options).await,
+    )
 }
 
 /// The current test (its full name, for `--exact`) run again by this very
