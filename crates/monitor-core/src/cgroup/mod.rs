@@ -42,6 +42,8 @@ mod mount;
 mod usage;
 
 #[cfg(test)]
+mod kill_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fs::OpenOptions;

@@ -110,6 +110,11 @@ fn a_fork_by_a_member_joins_its_unit_and_others_are_ignored() {
     let mut feed = Feed::default();
     feed.insert(A, 100).expect("new");
     assert_eq!(feed.fork(100, 101), vec![joined(A, 101, 100)]);
+    assert_eq!(
+        feed.lineage.since_ns(101),
+        Some(feed.now),
+        "the fork's time"
+    );
     assert!(feed.fork(200, 201).is_empty());
     assert_eq!(feed.members(A), vec![100, 101]);
     assert_eq!(feed.lineage.unit_of(201), None);
