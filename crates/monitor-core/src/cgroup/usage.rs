@@ -78,7 +78,7 @@ fn keyed(text: &str, name: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod parse_tests {
-    use super::keyed;
+    use super::{keyed, read_number};
 
     #[test]
     fn reads_cpu_stat_fields_by_name() {
@@ -87,5 +87,25 @@ mod parse_tests {
         assert_eq!(keyed(text, "system_usec"), Some(234));
         assert_eq!(keyed(text, "usage"), None);
         assert_eq!(keyed("usage_usec x\n", "usage_usec"), None);
+    }
+
+    /// A figure file present (as `memory.current` is where the memory
+    /// controller is on) reads as its number; a missing one as `None`; a
+    /// garbled one is an error naming the file.
+    #[test]
+    fn reads_one_number_files() {
+        let dir = std::env::temp_dir().join(format!("pidguard-usage-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let present = dir.join("memory.current");
+        std::fs::write(&present, "1048576\n").expect("write");
+        assert_eq!(read_number(&present).expect("readable"), Some(1_048_576));
+        assert_eq!(
+            read_number(&dir.join("pids.current")).expect("absent"),
+            None
+        );
+        std::fs::write(&present, "lots\n").expect("write");
+        let error = read_number(&present).expect_err("not a number");
+        assert!(error.to_string().contains("memory.current"), "{error}");
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 }
