@@ -72,7 +72,8 @@ impl Cleanup {
         loop {
             tokio::select! {
                 event = events.recv() => match event {
-                    Ok(Event::UnitEnded { root }) if root == self.root => {
+                    Ok(event @ Event::UnitEnded { root, .. }) if root == self.root => {
+                        self.note(&event);
                         self.drain(events);
                         return Outcome::AllGone;
                     }
@@ -143,6 +144,18 @@ impl Cleanup {
             Event::Reaped { pid, status } => {
                 let name = self.names.remove(pid);
                 tracing::debug!(pid, name = name.as_deref().unwrap_or("?"), %status, "reaped");
+            }
+            Event::UnitEnded {
+                root,
+                resources: Some(used),
+            } if *root == self.root => {
+                // What CMD and everything it started used, where the
+                // cgroup says.
+                tracing::info!(
+                    cpu = ?used.cpu_usec.map(Duration::from_micros),
+                    memory_peak_bytes = used.memory_peak_bytes,
+                    "the command's unit ended"
+                );
             }
             Event::Refused { id, uid, .. } => {
                 tracing::warn!(

@@ -163,7 +163,7 @@ pub use monitor::{Monitor, MonitorBuilder};
 pub use spawn::SpawnOptions;
 pub use status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};
 pub use track::{ChildProcess, OwnedChild, ParentSpec, TrackChildError, TrackOptions, Tracked};
-pub use unit::{Containment, UnitStatus};
+pub use unit::{Containment, UnitResources, UnitStatus};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -230,7 +230,16 @@ impl Actor {
     }
 
     pub(super) fn send_kill(&mut self, pid: i32) {
-        if !self.deliver(pid, Signal::KILL) {
+        // A cgroup unit is killed whole, forks in flight included (its
+        // authorization checked for every process in it); the member's own
+        // escalation goes on as if its SIGKILL had been sent.
+        let root = self
+            .tracked
+            .get(&pid)
+            .filter(|entry| entry.containment == crate::Containment::Cgroup)
+            .map(|entry| entry.root());
+        let by_cgroup = root.is_some_and(|root| self.kill_cgroup(root));
+        if !by_cgroup && !self.deliver(pid, Signal::KILL) {
             return;
         }
         let Some((id, requested)) = self.tracked.get(&pid).map(|e| (e.id(), e.stop_requested))

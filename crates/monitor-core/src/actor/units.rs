@@ -17,9 +17,10 @@ use super::{Actor, Released};
 use crate::status::ProcessState;
 use std::time::Duration;
 
+use crate::cgroup::{EventsWatch, Leaf};
 use crate::{
     Containment, Error, Event, OrphanAction, OrphanTarget, ProcessId, Signal, TrackOptions,
-    UnitStatus,
+    UnitResources, UnitStatus,
 };
 
 /// What a unit's members inherit from its root, kept with the unit so a
@@ -51,6 +52,11 @@ pub(super) struct Unit {
     /// The whole unit was asked to stop (`Some(true)`: killed), so a member
     /// found from now on is stopped the same way at once.
     pub(super) stopping: Option<bool>,
+    /// The unit's cgroup leaf and the watch on its `cgroup.events`
+    /// (containment `cgroup`).
+    pub(super) cgroup: Option<(Leaf, EventsWatch)>,
+    /// `cgroup.kill` was written: once is enough, whatever forks after.
+    pub(super) cgroup_killed: bool,
 }
 
 impl Unit {
@@ -69,6 +75,8 @@ impl Unit {
             root_running: true,
             owned,
             stopping: None,
+            cgroup: None,
+            cgroup_killed: false,
         }
     }
 }
@@ -189,14 +197,64 @@ impl Actor {
         } else {
             unit.members.remove(&pid);
         }
-        if !unit.root_running && unit.members.is_empty() {
-            self.units.remove(&root);
-            if self.adopting == Some(root) {
-                self.adopting = None;
-            }
-            tracing::debug!(root = %root, "unit ended");
-            self.emit(Event::UnitEnded { root });
+        // A cgroup unit holds processes nobody tracks yet: it ends when its
+        // leaf is empty (its watch says so), not when its entries are.
+        let populated = unit
+            .cgroup
+            .as_ref()
+            .is_some_and(|(leaf, _)| leaf.events().is_ok_and(|events| events.populated));
+        if !unit.root_running && unit.members.is_empty() && !populated {
+            self.end_unit(root);
         }
+    }
+
+    /// The unit's leaf changed: if it is empty and nothing of the unit is
+    /// tracked any more, the unit is over.
+    pub(super) fn unit_changed(&mut self, root: ProcessId) {
+        let Some(unit) = self.units.get_mut(&root) else {
+            return;
+        };
+        let Some((_, watch)) = unit.cgroup.as_mut() else {
+            return;
+        };
+        match watch.check() {
+            Ok(events) if !events.populated => {
+                // Whatever was tracked of it is gone too; settle it.
+                for pid in self.unit_pids(root) {
+                    if self.tracked.get(&pid).is_some_and(|e| !self.is_running(e)) {
+                        self.settle_exit(pid);
+                    }
+                }
+                if self
+                    .units
+                    .get(&root)
+                    .is_some_and(|unit| !unit.root_running && unit.members.is_empty())
+                {
+                    self.end_unit(root);
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(root = %root, %error, "cannot read the unit's cgroup"),
+        }
+    }
+
+    /// Removes an empty unit: its leaf goes, and `UnitEnded` says so with
+    /// what it used.
+    fn end_unit(&mut self, root: ProcessId) {
+        let Some(mut unit) = self.units.remove(&root) else {
+            return;
+        };
+        let resources = unit.cgroup.as_ref().map(|(leaf, _)| resources(leaf));
+        if let Some((mut leaf, _)) = unit.cgroup.take()
+            && let Err(error) = leaf.remove()
+        {
+            tracing::warn!(root = %root, %error, "the unit's cgroup stays behind");
+        }
+        if self.adopting == Some(root) {
+            self.adopting = None;
+        }
+        tracing::debug!(root = %root, ?resources, "unit ended");
+        self.emit(Event::UnitEnded { root, resources });
     }
 
     /// The root of `pid`'s unit, if `pid` leaving it would end it (or
@@ -219,9 +277,7 @@ impl Actor {
         if !self.units.contains_key(&root) {
             return;
         }
-        for pid in self.unit_pids(root) {
-            self.discover(pid, false);
-        }
+        self.discover_tree(root);
         if self.adopting == Some(root) {
             let own = self.os.own_children();
             self.adopt_orphans(own);
@@ -340,16 +396,137 @@ impl Actor {
         let mut units: Vec<UnitStatus> = self
             .units
             .iter()
-            .map(|(root, unit)| UnitStatus {
-                root: *root,
-                root_running: unit.root_running,
-                owner: unit.owner,
-                containment: unit.containment,
-                members: unit.members.len() + usize::from(unit.root_running),
-                owned: unit.owned,
+            .map(|(root, unit)| {
+                let tracked = unit.members.len() + usize::from(unit.root_running);
+                // A cgroup's list is the membership; entries are only what
+                // was looked at so far.
+                let members = unit.cgroup.as_ref().map_or(tracked, |(leaf, _)| {
+                    leaf.procs().map_or(tracked, |procs| procs.len())
+                });
+                UnitStatus {
+                    root: *root,
+                    root_running: unit.root_running,
+                    owner: unit.owner,
+                    containment: unit.containment,
+                    members,
+                    owned: unit.owned,
+                    resources: unit.cgroup.as_ref().map(|(leaf, _)| resources(leaf)),
+                }
             })
             .collect();
         units.sort_by_key(|unit| unit.root);
         units
     }
+}
+
+/// What a leaf's files say the unit used (nothing where they cannot be
+/// read).
+fn resources(leaf: &Leaf) -> UnitResources {
+    let usage = leaf.usage().unwrap_or_default();
+    UnitResources {
+        cpu_usec: usage.cpu_usage_usec,
+        memory_bytes: usage.memory_current,
+        memory_peak_bytes: usage.memory_peak,
+        pids: usage.pids_current,
+    }
+}
+
+impl Actor {
+    /// A cgroup unit's members are its leaf's processes: each not tracked
+    /// yet is pinned, checked to be in the leaf still (so a pid reused
+    /// between the list and the pin is not taken), authorized, and tracked
+    /// as a member.
+    pub(super) fn discover_cgroup(&mut self, root: ProcessId) {
+        let Some((leaf, _)) = self.units.get(&root).and_then(|unit| unit.cgroup.as_ref()) else {
+            return;
+        };
+        let Ok(listed) = leaf.procs() else {
+            return;
+        };
+        let Some(options) = self.member_options(root) else {
+            return;
+        };
+        let mut pinned = Vec::new();
+        for pid in listed {
+            if self.tracked.contains_key(&pid) {
+                continue;
+            }
+            if self
+                .insert(pid, options.clone(), &mut None, Some(root))
+                .is_ok()
+            {
+                pinned.push(pid);
+            }
+        }
+        if pinned.is_empty() {
+            return;
+        }
+        // Pinned now: each still listed is the process the list meant.
+        let still: BTreeSet<i32> = self
+            .units
+            .get(&root)
+            .and_then(|unit| unit.cgroup.as_ref())
+            .and_then(|(leaf, _)| leaf.procs().ok())
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        for pid in pinned {
+            let running = self.tracked.get(&pid).is_some_and(|e| self.is_running(e));
+            if running
+                && !still.contains(&pid)
+                && let Some(entry) = self.remove(pid)
+            {
+                self.emit(Event::Untracked { id: entry.id() });
+            }
+        }
+    }
+
+    /// Kills every process of a cgroup unit at once: freeze (nothing forks
+    /// any more), `cgroup.kill` (what forked meanwhile dies too), thaw (so
+    /// the frozen can die). Only where the owner may signal every one of
+    /// them: root, or a leaf whose processes are all the owner's. `false`:
+    /// not done (no cgroup, already done, or a process of another uid in
+    /// it), and the members are killed one by one through their pidfds.
+    pub(super) fn kill_cgroup(&mut self, root: ProcessId) -> bool {
+        let Some(unit) = self.units.get_mut(&root) else {
+            return false;
+        };
+        if unit.cgroup_killed {
+            return true;
+        }
+        let owner = unit.owner;
+        let Some((leaf, _)) = unit.cgroup.as_ref() else {
+            return false;
+        };
+        if owner != ROOT_UID {
+            let foreign = leaf
+                .procs()
+                .unwrap_or_default()
+                .into_iter()
+                .any(|pid| real_uid(pid).is_some_and(|uid| uid != owner));
+            if foreign {
+                return false;
+            }
+        }
+        let features = leaf.features();
+        let frozen = features.freeze && leaf.set_frozen(true).is_ok();
+        let killed = features.kill && leaf.kill().is_ok();
+        if frozen && let Err(error) = leaf.set_frozen(false) {
+            tracing::warn!(root = %root, %error, "cannot thaw the unit's cgroup");
+        }
+        if killed {
+            unit.cgroup_killed = true;
+            tracing::info!(root = %root, "the unit's cgroup was killed");
+        }
+        killed
+    }
+}
+
+/// The real uid of `pid` (`/proc/<pid>/status`), for the check before a
+/// `cgroup.kill`.
+fn real_uid(pid: i32) -> Option<u32> {
+    procfs::process::Process::new(pid)
+        .and_then(|process| process.status())
+        .ok()
+        .map(|status| status.ruid)
 }
