@@ -19,6 +19,7 @@ mod daemon;
 mod exit;
 #[cfg(all(test, feature = "daemon"))]
 mod fuzz_tests;
+mod log_style;
 #[cfg(feature = "daemon")]
 mod paths;
 mod procfs;

@@ -125,7 +125,7 @@ pub(crate) fn track(args: &TrackArgs) -> Result<(), Failure> {
             )
             .context("writing to stdout")?,
             Err(CallError::Broken(failure)) => return Err(failure),
-            Err(error) => failures.push(format!("pid {pid}: {error}")),
+            Err(error) => failures.push(about(pid, &error.to_string())),
         }
     }
     if failures.is_empty() {
@@ -135,6 +135,21 @@ pub(crate) fn track(args: &TrackArgs) -> Result<(), Failure> {
             Code::Failure,
             anyhow::anyhow!(failures.join("; ")),
         ))
+    }
+}
+
+/// `message` about `pid`, naming it once: the daemon's refusals mostly
+/// name the pid already ("pid 1 is the init process ..."), and a prefix
+/// would say it twice.
+fn about(pid: i32, message: &str) -> String {
+    let number = pid.to_string();
+    let named = message
+        .split(|c: char| !c.is_ascii_digit() && c != '-')
+        .any(|word| word == number);
+    if named {
+        message.to_owned()
+    } else {
+        format!("pid {pid}: {message}")
     }
 }
 
@@ -208,5 +223,30 @@ pub(crate) fn events(args: &EventsArgs) -> Result<(), Failure> {
         };
         writeln!(out, "{text}").context("writing to stdout")?;
         out.flush().context("writing to stdout")?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::about;
+
+    #[test]
+    fn a_refusal_names_its_pid_once() {
+        assert_eq!(
+            about(1, "pid 1 is the init process and is never tracked"),
+            "pid 1 is the init process and is never tracked"
+        );
+        assert_eq!(
+            about(42, "process 42 is already tracked"),
+            "process 42 is already tracked"
+        );
+        assert_eq!(
+            about(42, "process 4242@77 is already tracked"),
+            "pid 42: process 4242@77 is already tracked"
+        );
+        assert_eq!(
+            about(7, "the daemon is shutting down"),
+            "pid 7: the daemon is shutting down"
+        );
     }
 }

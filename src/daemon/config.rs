@@ -61,7 +61,7 @@ impl Default for FileConfig {
             max_registrations_per_uid: 1024,
             idle_timeout: Duration::from_secs(5 * 60),
             line_timeout: Duration::from_secs(10),
-            log_format: LogFormat::Text,
+            log_format: LogFormat::Auto,
             monitor: monitor_core::Config::default(),
         }
     }
@@ -105,14 +105,20 @@ impl GroupSpec {
     }
 }
 
-/// How log lines look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where and how log lines go (`log_format`, `--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum LogFormat {
-    /// Human-readable lines.
+    /// The journal when `JOURNAL_STREAM` says stderr goes there, text
+    /// otherwise.
+    Auto,
+    /// Human-readable lines on stderr.
     Text,
-    /// One JSON object per line.
+    /// One JSON object per line on stderr.
     Json,
+    /// The systemd journal, each tracing field a journal field
+    /// (`PIDGUARD_PID`, `PIDGUARD_SIGNAL`, ...).
+    Journald,
 }
 
 /// What the command line (and the environment, through clap) gave.
@@ -128,6 +134,8 @@ pub(crate) struct Overrides {
     pub(crate) check_interval: Option<Duration>,
     /// `--grace`.
     pub(crate) grace: Option<Duration>,
+    /// `--log-format` / `PIDGUARD_LOG_FORMAT`.
+    pub(crate) log_format: Option<LogFormat>,
 }
 
 /// The daemon's settings after every source was applied.
@@ -197,7 +205,7 @@ pub(crate) fn resolve(overrides: &Overrides) -> Result<Settings, Failure> {
         socket_group,
         state,
         limits,
-        log_format: file.log_format,
+        log_format: overrides.log_format.unwrap_or(file.log_format),
         monitor,
     })
 }

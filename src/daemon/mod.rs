@@ -15,6 +15,7 @@
 //! - `service`: the actor owning the registrations (handle, events, commit).
 //! - `access`: peer credentials and process owners.
 //! - `memory`: giving freed memory back after a flood.
+//! - `logging`: text, JSON or the journal.
 //! - `store`: the state file.
 
 mod accept;
@@ -23,6 +24,7 @@ mod config;
 mod connection;
 mod limits;
 mod lines;
+mod logging;
 mod memory;
 mod service;
 mod socket;
@@ -46,6 +48,7 @@ use service::TrackDefaults;
 use store::Store;
 
 use crate::exit::{Code, Failure};
+use crate::log_style::Color;
 use crate::paths;
 
 /// What the fuzz and property harness (`src/fuzz_tests.rs`) drives.
@@ -96,6 +99,15 @@ pub(crate) struct DaemonArgs {
     /// State file [default: state.json next to the socket].
     #[arg(long, value_name = "FILE", env = "PIDGUARD_STATE")]
     state: Option<PathBuf>,
+    /// Where log lines go: text or json on stderr, journald, or auto (the
+    /// journal when JOURNAL_STREAM says stderr goes there, else text)
+    /// [default: the config's log_format, auto].
+    #[arg(long, value_name = "FORMAT", env = "PIDGUARD_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Colours in text log lines: auto (only on a terminal, and not when
+    /// NO_COLOR is set), always or never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    color: Color,
 }
 
 impl DaemonArgs {
@@ -106,6 +118,7 @@ impl DaemonArgs {
             state: self.state.clone(),
             check_interval: self.check_interval,
             grace: self.grace,
+            log_format: self.log_format,
         }
     }
 }
@@ -113,25 +126,18 @@ impl DaemonArgs {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub(crate) fn main(args: &DaemonArgs) -> Result<(), Failure> {
     let settings = config::resolve(&args.overrides())?;
-    init_logging(settings.log_format);
+    let logs = logging::init(settings.log_format, args.color);
+    match &logs.journal_error {
+        Some(error) => {
+            tracing::warn!(%error, "the journal is not reachable; logging text to stderr");
+        }
+        None => tracing::debug!(log_format = ?logs.format, "logging"),
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(run(args, settings))
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // Only the first subscriber counts; there is only ever one here.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
 }
 
 /// Each tracked process costs the monitor two descriptors (its pidfd and

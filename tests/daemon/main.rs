@@ -16,6 +16,8 @@
 //! - `cli.rs`: the client commands, autostart and the single-daemon race.
 //! - `fixture.rs`: the temporary directory, the daemon guard, a raw client.
 //! - `load.rs`: 100 clients x 100 requests, nothing lost.
+//! - `logs.rs`: no escape codes in a pipe, JSON lines, the journal's
+//!   structured fields, a refusal said once.
 //! - `orphans.rs`: the central scenario (a killed shell's `sleep`).
 //! - `persistence.rs`: `kill -9`, restart, a corrupt state file, an
 //!   untrack rolled back (finding 7).
@@ -42,6 +44,7 @@ mod impostor;
 mod input;
 mod limits;
 mod load;
+mod logs;
 mod orphans;
 mod persistence;
 mod protocol;
