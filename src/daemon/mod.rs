@@ -17,6 +17,10 @@
 //! - `memory`: giving freed memory back after a flood.
 //! - `logging`: text, JSON or the journal.
 //! - `store`: the state file.
+//! - `systemd`: readiness, status and watchdog notifications; a socket
+//!   passed by the service manager.
+//! - `test_wedge` (debug builds only): wedges the service actor on
+//!   request, for the watchdog test.
 
 mod accept;
 mod access;
@@ -29,6 +33,9 @@ mod memory;
 mod service;
 mod socket;
 mod store;
+mod systemd;
+#[cfg(debug_assertions)]
+mod test_wedge;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -36,6 +43,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -125,8 +133,27 @@ impl DaemonArgs {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub(crate) fn main(args: &DaemonArgs) -> Result<(), Failure> {
-    let settings = config::resolve(&args.overrides())?;
+    let inherited = systemd::inherited_socket()?;
+    let mut overrides = args.overrides();
+    let configured = config::resolve(&overrides)?;
+    // A socket passed by the service manager is the socket, whatever the
+    // flag, the variable or the file say (its directory then holds the
+    // lock and, by default, the state file).
+    let settings = match &inherited {
+        Some(passed) => {
+            overrides.socket = Some(passed.path.clone());
+            config::resolve(&overrides)?
+        }
+        None => configured.clone(),
+    };
     let logs = logging::init(settings.log_format, args.color);
+    if inherited.is_some() && configured.socket != settings.socket {
+        tracing::warn!(
+            configured = %configured.socket.display(),
+            passed = %settings.socket.display(),
+            "the service manager passed a socket at another path than configured; serving the passed one"
+        );
+    }
     match &logs.journal_error {
         Some(error) => {
             tracing::warn!(%error, "the journal is not reachable; logging text to stderr");
@@ -137,7 +164,7 @@ pub(crate) fn main(args: &DaemonArgs) -> Result<(), Failure> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(args, settings))
+    runtime.block_on(run(&overrides, settings, inherited))
 }
 
 /// Each tracked process costs the monitor two descriptors (its pidfd and
@@ -173,7 +200,11 @@ async fn off_thread<T: Send + 'static>(
         .unwrap_or_else(|error| Err(anyhow::anyhow!("a file task failed: {error}")))
 }
 
-async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
+async fn run(
+    overrides: &Overrides,
+    mut settings: Settings,
+    inherited: Option<systemd::Inherited>,
+) -> Result<(), Failure> {
     settings.limits = settings.limits.fit_descriptors(raise_descriptor_limit());
     let socket_path = settings.socket.clone();
     paths::private_dir(&paths::socket_dir(&socket_path), settings.socket_group)?;
@@ -212,9 +243,17 @@ async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
         ),
     }
 
-    let listener = socket::bind(&socket_path, settings.socket_group)?;
+    let passed = inherited.is_some();
+    let listener = match inherited {
+        Some(inherited) => {
+            socket::adopt(&socket_path, settings.socket_group)?;
+            inherited.into_tokio()?
+        }
+        None => socket::bind(&socket_path, settings.socket_group)?,
+    };
     tracing::info!(
         socket = %socket_path.display(),
+        passed_by_service_manager = passed,
         state = %settings.state.display(),
         check_interval = ?settings.monitor.check_interval,
         max_connections = settings.limits.max_connections,
@@ -222,6 +261,24 @@ async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
         pid = std::process::id(),
         "pidguard daemon listening"
     );
+    // Bound (or adopted) and restored: a client connecting now is served.
+    let ready_status = match service.health().await {
+        Ok(health) => systemd::status_line(health),
+        Err(error) => format!("starting: {error}"),
+    };
+    systemd::notify(&[NotifyState::Ready, NotifyState::Status(&ready_status)]);
+    let keep_alive = CancellationToken::new();
+    if systemd::notifying() {
+        let watchdog = systemd::watchdog();
+        tracing::info!(?watchdog, "notifying the service manager");
+        tokio::spawn(systemd::keep_alive(
+            service.clone(),
+            watchdog,
+            keep_alive.clone(),
+        ));
+    }
+    #[cfg(debug_assertions)]
+    test_wedge::arm(&service);
     let mut admission = Admission {
         shared: Arc::new(Shared {
             service: service.clone(),
@@ -262,11 +319,17 @@ async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
             }
             _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break }
             _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break }
-            _ = hangup.recv() => current = reload(args, current, &admission.shared).await,
+            _ = hangup.recv() => {
+                reloading();
+                current = reload(overrides, current, &admission.shared).await;
+                systemd::notify(&[NotifyState::Ready]);
+            }
         }
     }
 
     // Stop accepting, let in-flight requests finish, then write the state.
+    systemd::notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    keep_alive.cancel();
     drop(listener);
     admission.stop.cancel();
     admission.connections.close();
@@ -277,21 +340,40 @@ async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
         tracing::warn!("some connections did not finish within {DRAIN:?}");
     }
     // The last state write; connections still stuck (a client that does
-    // not read) are dropped with the runtime.
-    service.shutdown().await;
-    if let Some(task) = service_task {
+    // not read) are dropped with the runtime. A service that does not stop
+    // in time is wedged: every answered change is on disk already, so exit
+    // (1) rather than hang until the service manager's kill.
+    if tokio::time::timeout(DRAIN, service.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::error!("the service did not stop within {DRAIN:?}; exiting without it");
+        died = died.or(Some("the service did not stop"));
+    } else if let Some(task) = service_task {
         let _ = task.await;
     }
     // The tracked processes stay as they are: the next daemon resumes them.
     monitor.shutdown().await;
-    if let Err(error) = std::fs::remove_file(&socket_path) {
+    // A passed socket belongs to the service manager, which keeps it (and
+    // the connections queued on it) for the next daemon.
+    if !passed && let Err(error) = std::fs::remove_file(&socket_path) {
         tracing::warn!(socket = %socket_path.display(), %error, "could not remove the socket");
     }
     if let Some(reason) = died {
-        return Err(Failure::new(Code::Failure, anyhow::anyhow!(reason)));
+        // Logged above already; exit 1 without saying it a second time.
+        return Err(Failure::new(Code::Failure, anyhow::anyhow!(reason)).logged());
     }
     tracing::info!("pidguard daemon stopped");
     Ok(())
+}
+
+/// Tells the service manager a reload started (`RELOADING=1` with the
+/// monotonic time, as `Type=notify-reload` wants it).
+fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => systemd::notify(&[NotifyState::Reloading, now]),
+        Err(error) => tracing::warn!(%error, "no monotonic clock for RELOADING=1"),
+    }
 }
 
 /// SIGHUP: re-reads the config (on the blocking pool: a slow file must
@@ -299,8 +381,8 @@ async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
 /// limit change at once; a change to anything else (socket, state, group,
 /// scan interval, monitor internals) is logged as needing a restart. A bad
 /// file changes nothing.
-async fn reload(args: &DaemonArgs, current: Settings, shared: &Shared) -> Settings {
-    let overrides = args.overrides();
+async fn reload(overrides: &Overrides, current: Settings, shared: &Shared) -> Settings {
+    let overrides = overrides.clone();
     let new = match tokio::task::spawn_blocking(move || config::resolve(&overrides)).await {
         Ok(Ok(new)) => new,
         Ok(Err(failure)) => {

@@ -102,7 +102,14 @@ impl Daemon {
     /// process it starts (a wrapper must `exec` it), with the daemon's own
     /// variables cleared unless `command` sets them, and `RUST_LOG=info`
     /// unless it sets that; waits until it answers a ping.
-    pub(crate) fn launch(dir: &TempDir, mut command: Command, stderr: Stderr) -> Self {
+    pub(crate) fn launch(dir: &TempDir, command: Command, stderr: Stderr) -> Self {
+        let mut daemon = Self::spawn(dir, command, stderr);
+        daemon.wait_ready();
+        daemon
+    }
+
+    /// [`Daemon::launch`] without waiting for it to answer.
+    pub(crate) fn spawn(dir: &TempDir, mut command: Command, stderr: Stderr) -> Self {
         let socket = dir.socket();
         let log = dir.path().join("daemon.stderr");
         let set = |command: &Command, var: &str| command.get_envs().any(|(name, _)| name == var);
@@ -135,14 +142,12 @@ impl Daemon {
             .expect("start pidguard daemon");
         let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits")).expect("pid > 0");
         let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty()).expect("pidfd_open");
-        let mut daemon = Self {
+        Self {
             child,
             pidfd,
             socket,
             log,
-        };
-        daemon.wait_ready();
-        daemon
+        }
     }
 
     /// Its stderr, when it was started with [`Stderr::Pipe`].

@@ -12,6 +12,8 @@
 //! - `input.rs`: thread ids, request ids, corrupt files (finding 9).
 //! - `limits.rs`: one user at its caps, idle and slow clients (finding 2).
 //! - `support.rs`: commands with deadlines, memory caps, state files.
+//! - `systemd.rs`: `NOTIFY_SOCKET` (ready, status, reload, stopping, the
+//!   watchdog and a wedged actor), a socket passed in `LISTEN_FDS`.
 //! - `timeouts.rs`: clients of a stopped daemon (finding 3).
 //! - `cli.rs`: the client commands, autostart and the single-daemon race.
 //! - `fixture.rs`: the temporary directory, the daemon guard, a raw client.
@@ -51,5 +53,6 @@ mod protocol;
 mod signals;
 mod startup;
 mod support;
+mod systemd;
 mod timeouts;
 mod units;

@@ -38,6 +38,24 @@ pub(super) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    Health {
+        reply: Reply<Health>,
+    },
+    /// Test-only (debug builds): the actor stops answering, for the
+    /// watchdog test (`daemon/test_wedge.rs`).
+    #[cfg(debug_assertions)]
+    Wedge,
+}
+
+/// What the watchdog learns from a service that answers: it and the
+/// monitor behind it are alive, and how much they hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Health {
+    /// Registrations held.
+    pub(crate) registrations: usize,
+    /// Processes the monitor tracks (registrations and their units'
+    /// members).
+    pub(crate) tracked: usize,
 }
 
 /// The front door to the service actor. Cheap to clone.
@@ -120,6 +138,18 @@ impl ServiceHandle {
         {
             let _ = done.await;
         }
+    }
+
+    /// Asks the service, and through it the monitor's actor, whether they
+    /// answer (the watchdog's probe).
+    pub(crate) async fn health(&self) -> Result<Health, ErrorBody> {
+        self.request(|reply| Command::Health { reply }).await
+    }
+
+    /// Test-only (debug builds): wedges the actor for good.
+    #[cfg(debug_assertions)]
+    pub(crate) async fn wedge(&self) {
+        let _ = self.commands.send(Command::Wedge).await;
     }
 
     /// A receiver of every event from now on.

@@ -31,7 +31,7 @@ mod events;
 mod handle;
 mod registry;
 
-pub(crate) use handle::ServiceHandle;
+pub(crate) use handle::{Health, ServiceHandle};
 
 use super::access::{self, Peer};
 use super::limits::Limits;
@@ -234,6 +234,18 @@ impl Service {
             // Handled by the loop, which must stop after it.
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
+            }
+            Command::Health { reply } => {
+                let tracked = self.monitor.status().await.map_err(refusal);
+                let _ = reply.send(tracked.map(|status| Health {
+                    registrations: self.registrations.len(),
+                    tracked: status.tracked_count,
+                }));
+            }
+            #[cfg(debug_assertions)]
+            Command::Wedge => {
+                tracing::warn!("test wedge: the service actor stops answering");
+                std::future::pending::<()>().await;
             }
             Command::Reload { defaults, limits } => {
                 tracing::info!(action = %defaults.action, grace = ?defaults.grace, signal = %defaults.signal, "new track defaults");
