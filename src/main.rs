@@ -21,6 +21,8 @@ mod exit;
 mod fuzz_tests;
 mod log_style;
 #[cfg(feature = "daemon")]
+mod metrics;
+#[cfg(feature = "daemon")]
 mod paths;
 mod procfs;
 #[cfg(feature = "daemon")]

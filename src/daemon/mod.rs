@@ -16,7 +16,9 @@
 //! - `access`: peer credentials and process owners.
 //! - `memory`: giving freed memory back after a flood.
 //! - `logging`: text, JSON or the journal.
+//! - `metrics_http`: `/metrics` over HTTP (`--metrics-listen`).
 //! - `store`: the state file.
+//! - `stats`: the daemon's own counters.
 //! - `systemd`: readiness, status and watchdog notifications; a socket
 //!   passed by the service manager.
 //! - `test_wedge` (debug builds only): wedges the service actor on
@@ -30,8 +32,10 @@ mod limits;
 mod lines;
 mod logging;
 mod memory;
+mod metrics_http;
 mod service;
 mod socket;
+mod stats;
 mod store;
 mod systemd;
 #[cfg(debug_assertions)]
@@ -53,6 +57,7 @@ use config::{LogFormat, Overrides, Settings};
 use connection::Shared;
 use limits::ConnectionCounts;
 use service::TrackDefaults;
+use stats::DaemonStats;
 use store::Store;
 
 use crate::exit::{Code, Failure};
@@ -116,6 +121,21 @@ pub(crate) struct DaemonArgs {
     /// NO_COLOR is set), always or never.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     color: Color,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g.
+    /// 127.0.0.1:9417 (no authentication: keep it on loopback)
+    /// [default: the config's metrics_listen; off].
+    #[arg(long, value_name = "ADDR", env = "PIDGUARD_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Add a metrics series per unit (labelled by its root pid): one per
+    /// registration, so many on a busy host [default: the config's
+    /// metrics_per_unit; off].
+    #[arg(
+        long,
+        env = "PIDGUARD_METRICS_PER_UNIT",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue
+    )]
+    metrics_per_unit: bool,
 }
 
 impl DaemonArgs {
@@ -127,6 +147,8 @@ impl DaemonArgs {
             check_interval: self.check_interval,
             grace: self.grace,
             log_format: self.log_format,
+            metrics_listen: self.metrics_listen,
+            metrics_per_unit: self.metrics_per_unit,
         }
     }
 }
@@ -223,12 +245,14 @@ async fn run(
     let store = Arc::new(off_thread(move || Store::open(&state_path)).await?);
     let monitor = monitor_core::Monitor::spawn(settings.monitor.clone())
         .context("cannot start the monitor")?;
+    let stats = Arc::new(DaemonStats::default());
     let (service, service_task) = service::start(
         monitor.handle(),
         Arc::clone(&store),
         TrackDefaults::from(&settings.monitor),
         settings.limits,
         settings.monitor.check_interval,
+        Arc::clone(&stats),
     )
     .await?;
     let loading = Arc::clone(&store);
@@ -261,6 +285,21 @@ async fn run(
         pid = std::process::id(),
         "pidguard daemon listening"
     );
+    let metrics_stop = CancellationToken::new();
+    if let Some(addr) = settings.metrics_listen {
+        let listener = metrics_http::bind(addr).await?;
+        let local = listener.local_addr().map_or(addr, |local| local);
+        tracing::info!(addr = %local, per_unit = settings.metrics_per_unit, "serving metrics at /metrics");
+        tokio::spawn(metrics_http::serve(
+            listener,
+            metrics_http::Exporter {
+                service: service.clone(),
+                counters: monitor.counters(),
+                per_unit: settings.metrics_per_unit,
+            },
+            metrics_stop.clone(),
+        ));
+    }
     // Bound (or adopted) and restored: a client connecting now is served.
     let ready_status = match service.health().await {
         Ok(health) => systemd::status_line(health),
@@ -283,6 +322,7 @@ async fn run(
         shared: Arc::new(Shared {
             service: service.clone(),
             limits: RwLock::new(settings.limits),
+            stats: Arc::clone(&stats),
         }),
         counts: ConnectionCounts::default(),
         connections: TaskTracker::new(),
@@ -302,7 +342,10 @@ async fn run(
                     admission.admit(stream);
                 }
                 // E.g. EMFILE: keep serving the connections we have.
-                Err(error) => backoff.wait(&error).await,
+                Err(error) => {
+                    stats.accept_error();
+                    backoff.wait(&error).await;
+                }
             },
             // A dead task is a dead daemon: its service manager restarts
             // it, instead of a daemon that answers `ping` and guards nothing.
@@ -330,6 +373,7 @@ async fn run(
     // Stop accepting, let in-flight requests finish, then write the state.
     systemd::notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
     keep_alive.cancel();
+    metrics_stop.cancel();
     drop(listener);
     admission.stop.cancel();
     admission.connections.close();
@@ -408,7 +452,7 @@ async fn reload(overrides: &Overrides, current: Settings, shared: &Shared) -> Se
     kept.limits = new.limits;
     if kept != new {
         tracing::warn!(
-            "SIGHUP: some changed settings apply only after a restart (socket, state, socket_group, log_format, and monitor settings other than orphan_action, grace and term_signal)"
+            "SIGHUP: some changed settings apply only after a restart (socket, state, socket_group, log_format, metrics_listen, metrics_per_unit, and monitor settings other than orphan_action, grace and term_signal)"
         );
     }
     tracing::info!("SIGHUP: config reloaded");

@@ -20,6 +20,8 @@
 //! - `load.rs`: 100 clients x 100 requests, nothing lost.
 //! - `logs.rs`: no escape codes in a pipe, JSON lines, the journal's
 //!   structured fields, a refusal said once.
+//! - `metrics.rs`: `/metrics` after a real orphan, parsed by Python's
+//!   `prometheus_client`; `status --format prometheus`; per-unit series.
 //! - `orphans.rs`: the central scenario (a killed shell's `sleep`).
 //! - `persistence.rs`: `kill -9`, restart, a corrupt state file, an
 //!   untrack rolled back (finding 7).
@@ -47,6 +49,7 @@ mod input;
 mod limits;
 mod load;
 mod logs;
+mod metrics;
 mod orphans;
 mod persistence;
 mod protocol;

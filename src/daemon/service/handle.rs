@@ -8,7 +8,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::{OwnedEvent, TrackDefaults};
 use crate::daemon::access::Peer;
 use crate::daemon::limits::Limits;
-use crate::protocol::{ErrorBody, ErrorKind, Registration, StatusReport, TrackRequest, Untracked};
+use crate::protocol::{
+    DaemonCounters, ErrorBody, ErrorKind, Registration, StatusReport, TrackRequest, Untracked,
+};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, ErrorBody>>;
 
@@ -41,10 +43,22 @@ pub(super) enum Command {
     Health {
         reply: Reply<Health>,
     },
+    Metrics {
+        reply: Reply<Metrics>,
+    },
     /// Test-only (debug builds): the actor stops answering, for the
     /// watchdog test (`daemon/test_wedge.rs`).
     #[cfg(debug_assertions)]
     Wedge,
+}
+
+/// What `/metrics` shows: the monitor's status and the daemon's counters.
+#[derive(Debug, Clone)]
+pub(crate) struct Metrics {
+    /// The monitor's status.
+    pub(crate) monitor: monitor_core::Status,
+    /// The daemon's counters.
+    pub(crate) daemon: DaemonCounters,
 }
 
 /// What the watchdog learns from a service that answers: it and the
@@ -144,6 +158,11 @@ impl ServiceHandle {
     /// answer (the watchdog's probe).
     pub(crate) async fn health(&self) -> Result<Health, ErrorBody> {
         self.request(|reply| Command::Health { reply }).await
+    }
+
+    /// The monitor's status and the daemon's counters, for `/metrics`.
+    pub(crate) async fn metrics(&self) -> Result<Metrics, ErrorBody> {
+        self.request(|reply| Command::Metrics { reply }).await
     }
 
     /// Test-only (debug builds): wedges the actor for good.
