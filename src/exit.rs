@@ -27,6 +27,8 @@ pub(crate) struct Failure {
     pub(crate) code: Code,
     /// What went wrong, with its causes.
     pub(crate) error: anyhow::Error,
+    /// Already said through the log: [`report`] only exits with the code.
+    logged: bool,
 }
 
 impl Failure {
@@ -35,7 +37,15 @@ impl Failure {
         Self {
             code,
             error: error.into(),
+            logged: false,
         }
+    }
+
+    /// Marks it as said already (a daemon logs its fatal errors), so it
+    /// is not printed a second time on exit.
+    pub(crate) fn logged(mut self) -> Self {
+        self.logged = true;
+        self
     }
 }
 
@@ -64,8 +74,10 @@ pub(crate) fn report(result: Result<(), Failure>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             use std::io::Write as _;
-            // stderr may be closed; there is nowhere else to say it then.
-            let _ = writeln!(std::io::stderr().lock(), "pidguard: {failure}");
+            if !failure.logged {
+                // stderr may be closed; there is nowhere else to say it then.
+                let _ = writeln!(std::io::stderr().lock(), "pidguard: {failure}");
+            }
             ExitCode::from(failure.code as u8)
         }
     }

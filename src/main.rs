@@ -20,6 +20,11 @@ mod exit;
 #[cfg(all(test, feature = "daemon"))]
 mod fuzz_tests;
 #[cfg(feature = "daemon")]
+mod generate;
+mod log_style;
+#[cfg(feature = "daemon")]
+mod metrics;
+#[cfg(feature = "daemon")]
 mod paths;
 #[cfg(feature = "daemon")]
 mod protocol;
@@ -61,6 +66,13 @@ enum Command {
     /// Print the daemon's events about this user's registrations as they happen.
     #[cfg(feature = "daemon")]
     Events(client::EventsArgs),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    #[cfg(feature = "daemon")]
+    Completions(generate::CompletionsArgs),
+    /// Write a man page per subcommand into DIR (for packagers).
+    #[cfg(feature = "daemon")]
+    #[command(hide = true)]
+    ManPages(generate::ManPagesArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +112,16 @@ fn main() -> ExitCode {
         Command::Status(args) => exit::report(client_command(|| client::status(&args))),
         #[cfg(feature = "daemon")]
         Command::Events(args) => exit::report(client_command(|| client::events(&args))),
+        #[cfg(feature = "daemon")]
+        Command::Completions(args) => exit::report(generate::completions(
+            &args,
+            <Cli as clap::CommandFactory>::command(),
+        )),
+        #[cfg(feature = "daemon")]
+        Command::ManPages(args) => exit::report(generate::man_pages(
+            &args,
+            <Cli as clap::CommandFactory>::command(),
+        )),
     }
 }
 

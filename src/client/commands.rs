@@ -65,11 +65,36 @@ pub(crate) struct UntrackArgs {
 /// `pidguard status` options.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct StatusArgs {
-    /// Print the daemon's answer as JSON.
+    /// How to print it: text, json (the daemon's answer) or prometheus (the
+    /// metrics of /metrics, for node_exporter's textfile collector; root or
+    /// the daemon's own user only).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "text",
+        conflicts_with = "json"
+    )]
+    format: StatusFormat,
+    /// Same as --format json.
     #[arg(long)]
     json: bool,
+    /// With --format prometheus: a series per unit too (as the daemon's
+    /// --metrics-per-unit).
+    #[arg(long)]
+    metrics_per_unit: bool,
     #[command(flatten)]
     client: ClientArgs,
+}
+
+/// How `pidguard status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum StatusFormat {
+    /// A line per registration.
+    Text,
+    /// The daemon's answer, as JSON.
+    Json,
+    /// The Prometheus text format.
+    Prometheus,
 }
 
 /// `pidguard events` options.
@@ -125,7 +150,7 @@ pub(crate) fn track(args: &TrackArgs) -> Result<(), Failure> {
             )
             .context("writing to stdout")?,
             Err(CallError::Broken(failure)) => return Err(failure),
-            Err(error) => failures.push(format!("pid {pid}: {error}")),
+            Err(error) => failures.push(about(pid, &error.to_string())),
         }
     }
     if failures.is_empty() {
@@ -135,6 +160,21 @@ pub(crate) fn track(args: &TrackArgs) -> Result<(), Failure> {
             Code::Failure,
             anyhow::anyhow!(failures.join("; ")),
         ))
+    }
+}
+
+/// `message` about `pid`, naming it once: the daemon's refusals mostly
+/// name the pid already ("pid 1 is the init process ..."), and a prefix
+/// would say it twice.
+fn about(pid: i32, message: &str) -> String {
+    let number = pid.to_string();
+    let named = message
+        .split(|c: char| !c.is_ascii_digit() && c != '-')
+        .any(|word| word == number);
+    if named {
+        message.to_owned()
+    } else {
+        format!("pid {pid}: {message}")
     }
 }
 
@@ -154,9 +194,38 @@ pub(crate) fn status(args: &StatusArgs) -> Result<(), Failure> {
     let mut connection = args.client.connect()?;
     let report: StatusReport = connection.call(&Request::Status {}).map_err(refused)?;
     let mut out = std::io::stdout().lock();
-    if args.json {
+    let format = if args.json {
+        StatusFormat::Json
+    } else {
+        args.format
+    };
+    if format == StatusFormat::Json {
         let text = serde_json::to_string_pretty(&report).context("formatting the status")?;
         writeln!(out, "{text}").context("writing to stdout")?;
+        return Ok(());
+    }
+    if format == StatusFormat::Prometheus {
+        let (Some(monitor), Some(daemon)) = (&report.monitor, &report.daemon) else {
+            return Err(Failure::new(
+                Code::Failure,
+                anyhow::anyhow!(
+                    "the daemon (pid {}) shares its counters with root and its own user only, not uid {}",
+                    report.daemon_pid,
+                    report.peer_uid
+                ),
+            ));
+        };
+        let text = crate::metrics::render(
+            &crate::metrics::Scrape {
+                counters: Some(&monitor.counters),
+                monitor: Some(monitor),
+                daemon: Some(daemon),
+                per_unit: args.metrics_per_unit,
+            },
+            crate::metrics::Format::Prometheus,
+        );
+        out.write_all(text.as_bytes())
+            .context("writing to stdout")?;
         return Ok(());
     }
     writeln!(
@@ -208,5 +277,30 @@ pub(crate) fn events(args: &EventsArgs) -> Result<(), Failure> {
         };
         writeln!(out, "{text}").context("writing to stdout")?;
         out.flush().context("writing to stdout")?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::about;
+
+    #[test]
+    fn a_refusal_names_its_pid_once() {
+        assert_eq!(
+            about(1, "pid 1 is the init process and is never tracked"),
+            "pid 1 is the init process and is never tracked"
+        );
+        assert_eq!(
+            about(42, "process 42 is already tracked"),
+            "process 42 is already tracked"
+        );
+        assert_eq!(
+            about(42, "process 4242@77 is already tracked"),
+            "pid 42: process 4242@77 is already tracked"
+        );
+        assert_eq!(
+            about(7, "the daemon is shutting down"),
+            "pid 7: the daemon is shutting down"
+        );
     }
 }

@@ -73,13 +73,14 @@ impl ClientArgs {
 }
 
 /// Client-side logging: warnings and errors only, unless `RUST_LOG` says
-/// otherwise.
+/// otherwise; colours only on a terminal (and not with `NO_COLOR`).
 pub(crate) fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // Only the first subscriber counts; there is only ever one here.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(crate::log_style::Color::Auto.ansi())
         .with_writer(std::io::stderr)
         .try_init();
 }

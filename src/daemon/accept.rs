@@ -102,6 +102,7 @@ impl Admission {
         let slot = match self.counts.take(peer.uid, &limits) {
             Ok(slot) => slot,
             Err(refusal) => {
+                self.shared.stats.refused(&refusal);
                 if let Some(suppressed) = self.refusals.due() {
                     tracing::warn!(peer_uid = peer.uid, peer_pid = ?peer.pid, suppressed, "refused a connection: {refusal}");
                 }
@@ -124,7 +125,11 @@ impl Admission {
             self.stop.clone(),
             slot,
         );
-        let task = tokio::spawn(serve);
+        let open = self.shared.stats.connection();
+        let task = tokio::spawn(async move {
+            serve.await;
+            drop(open);
+        });
         // A panic ends only its own connection (the service's state is
         // owned by its actor, untouched), but it is a bug: say so.
         self.connections.spawn(async move {

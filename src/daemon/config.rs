@@ -1,6 +1,7 @@
 //! The daemon's settings: the config file's shape, and how flags, the
 //! environment and the file combine (flag > environment > file > default).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -44,6 +45,11 @@ pub(crate) struct FileConfig {
     pub(crate) line_timeout: Duration,
     /// Log line format on stderr.
     pub(crate) log_format: LogFormat,
+    /// Where `/metrics` is served (off when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) metrics_listen: Option<SocketAddr>,
+    /// A metrics series per unit (unbounded: one per registration).
+    pub(crate) metrics_per_unit: bool,
     /// The monitor's settings.
     pub(crate) monitor: monitor_core::Config,
 }
@@ -61,7 +67,9 @@ impl Default for FileConfig {
             max_registrations_per_uid: 1024,
             idle_timeout: Duration::from_secs(5 * 60),
             line_timeout: Duration::from_secs(10),
-            log_format: LogFormat::Text,
+            log_format: LogFormat::Auto,
+            metrics_listen: None,
+            metrics_per_unit: false,
             monitor: monitor_core::Config::default(),
         }
     }
@@ -105,14 +113,20 @@ impl GroupSpec {
     }
 }
 
-/// How log lines look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Where and how log lines go (`log_format`, `--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum LogFormat {
-    /// Human-readable lines.
+    /// The journal when `JOURNAL_STREAM` says stderr goes there, text
+    /// otherwise.
+    Auto,
+    /// Human-readable lines on stderr.
     Text,
-    /// One JSON object per line.
+    /// One JSON object per line on stderr.
     Json,
+    /// The systemd journal, each tracing field a journal field
+    /// (`PIDGUARD_PID`, `PIDGUARD_SIGNAL`, ...).
+    Journald,
 }
 
 /// What the command line (and the environment, through clap) gave.
@@ -128,6 +142,13 @@ pub(crate) struct Overrides {
     pub(crate) check_interval: Option<Duration>,
     /// `--grace`.
     pub(crate) grace: Option<Duration>,
+    /// `--log-format` / `PIDGUARD_LOG_FORMAT`.
+    pub(crate) log_format: Option<LogFormat>,
+    /// `--metrics-listen` / `PIDGUARD_METRICS_LISTEN`.
+    pub(crate) metrics_listen: Option<SocketAddr>,
+    /// `--metrics-per-unit` / `PIDGUARD_METRICS_PER_UNIT` (on beats the
+    /// file; off leaves it to the file).
+    pub(crate) metrics_per_unit: bool,
 }
 
 /// The daemon's settings after every source was applied.
@@ -143,6 +164,10 @@ pub(crate) struct Settings {
     pub(crate) limits: Limits,
     /// Log format.
     pub(crate) log_format: LogFormat,
+    /// Where `/metrics` is served, if anywhere.
+    pub(crate) metrics_listen: Option<SocketAddr>,
+    /// A metrics series per unit.
+    pub(crate) metrics_per_unit: bool,
     /// The monitor's config.
     pub(crate) monitor: monitor_core::Config,
 }
@@ -197,7 +222,9 @@ pub(crate) fn resolve(overrides: &Overrides) -> Result<Settings, Failure> {
         socket_group,
         state,
         limits,
-        log_format: file.log_format,
+        log_format: overrides.log_format.unwrap_or(file.log_format),
+        metrics_listen: overrides.metrics_listen.or(file.metrics_listen),
+        metrics_per_unit: overrides.metrics_per_unit || file.metrics_per_unit,
         monitor,
     })
 }
@@ -344,7 +371,7 @@ mod example_tests {
             );
         }
         // The keys without a fixed default are documented as comments.
-        for key in ["socket", "socket_group", "state"] {
+        for key in ["socket", "socket_group", "state", "metrics_listen"] {
             assert!(
                 EXAMPLE.contains(&format!("\n# {key} = ")),
                 "config/pidguard.toml documents `{key}`"

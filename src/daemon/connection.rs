@@ -24,8 +24,10 @@ use super::access::Peer;
 use super::limits::{Limits, Slot};
 use super::lines::{Line, LineReader, ReadLimits};
 use super::service::{OwnedEvent, ServiceHandle};
+use super::stats::{self, DaemonStats};
 use crate::protocol::{
-    self, ErrorBody, ErrorKind, EventLine, KEEPALIVE, Pong, Request, Streaming, VersionInfo,
+    self, ErrorBody, ErrorKind, EventLine, KEEPALIVE, Pong, Request, RequestKind, Streaming,
+    VersionInfo,
 };
 
 /// The longest line a streaming client may send (it is ignored anyway).
@@ -38,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) service: ServiceHandle,
     /// The limits; a config reload may change them.
     pub(crate) limits: RwLock<Limits>,
+    /// The daemon's counters.
+    pub(crate) stats: Arc<DaemonStats>,
 }
 
 impl Shared {
@@ -106,6 +110,7 @@ pub(crate) async fn serve(
         };
         let response = match request {
             Ok(Request::Events {}) => {
+                shared.stats.request(RequestKind::Events, None);
                 let events = shared.service.subscribe();
                 let answer = protocol::encode(id.as_deref(), Ok(Streaming { streaming: true }));
                 if write_bounded(&mut write, &answer, limits.line_timeout)
@@ -126,9 +131,15 @@ pub(crate) async fn serve(
                 );
                 return;
             }
-            Ok(request) => answer(&shared.service, peer, id.as_deref(), request).await,
+            Ok(request) => {
+                let kind = stats::kind_of(&request);
+                let (line, outcome) = answer(&shared.service, peer, id.as_deref(), request).await;
+                shared.stats.request(kind, outcome);
+                line
+            }
             Err(error) => {
                 tracing::info!(kind = ?error.kind, message = %error.message, "bad request");
+                shared.stats.request(RequestKind::Invalid, Some(error.kind));
                 protocol::encode::<()>(id.as_deref(), Err(error))
             }
         };
@@ -169,31 +180,32 @@ fn hung_up(write: &OwnedWriteHalf) -> bool {
     rustix::event::poll(&mut fds, Some(&now)).is_ok() && fds[0].revents().contains(PollFlags::HUP)
 }
 
+/// The response line to `request`, and its outcome for the counters.
 async fn answer(
     service: &ServiceHandle,
     peer: Peer,
     id: Option<&RawValue>,
     request: Request,
-) -> Vec<u8> {
+) -> (Vec<u8>, Option<ErrorKind>) {
     match request {
-        Request::Ping {} => protocol::encode(
+        Request::Ping {} => outcome(
             id,
             Ok(Pong {
                 pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
             }),
         ),
-        Request::Version {} => protocol::encode(
+        Request::Version {} => outcome(
             id,
             Ok(VersionInfo {
                 daemon: env!("CARGO_PKG_VERSION").to_owned(),
                 protocol: protocol::VERSION,
             }),
         ),
-        Request::Track(track) => protocol::encode(id, service.track(peer, track).await),
-        Request::Untrack { pid } => protocol::encode(id, service.untrack(peer, pid).await),
-        Request::Status {} => protocol::encode(id, service.status(peer).await),
+        Request::Track(track) => outcome(id, service.track(peer, track).await),
+        Request::Untrack { pid } => outcome(id, service.untrack(peer, pid).await),
+        Request::Status {} => outcome(id, service.status(peer).await),
         // Handled by the caller, which switches the connection to streaming.
-        Request::Events {} => protocol::encode::<()>(
+        Request::Events {} => outcome::<()>(
             id,
             Err(ErrorBody::new(
                 ErrorKind::Internal,
@@ -201,6 +213,15 @@ async fn answer(
             )),
         ),
     }
+}
+
+/// `result` as a response line, with its error's kind.
+fn outcome<T: Serialize>(
+    id: Option<&RawValue>,
+    result: Result<T, ErrorBody>,
+) -> (Vec<u8>, Option<ErrorKind>) {
+    let kind = result.as_ref().err().map(|error| error.kind);
+    (protocol::encode(id, result), kind)
 }
 
 /// Streams the events `peer` may see until it hangs up, a write times out,

@@ -15,7 +15,14 @@
 //! - `service`: the actor owning the registrations (handle, events, commit).
 //! - `access`: peer credentials and process owners.
 //! - `memory`: giving freed memory back after a flood.
+//! - `logging`: text, JSON or the journal.
+//! - `metrics_http`: `/metrics` over HTTP (`--metrics-listen`).
 //! - `store`: the state file.
+//! - `stats`: the daemon's own counters.
+//! - `systemd`: readiness, status and watchdog notifications; a socket
+//!   passed by the service manager.
+//! - `test_wedge` (debug builds only): wedges the service actor on
+//!   request, for the watchdog test.
 
 mod accept;
 mod access;
@@ -23,10 +30,16 @@ mod config;
 mod connection;
 mod limits;
 mod lines;
+mod logging;
 mod memory;
+mod metrics_http;
 mod service;
 mod socket;
+mod stats;
 mod store;
+mod systemd;
+#[cfg(debug_assertions)]
+mod test_wedge;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -34,6 +47,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -43,9 +57,11 @@ use config::{LogFormat, Overrides, Settings};
 use connection::Shared;
 use limits::ConnectionCounts;
 use service::TrackDefaults;
+use stats::DaemonStats;
 use store::Store;
 
 use crate::exit::{Code, Failure};
+use crate::log_style::Color;
 use crate::paths;
 
 /// What the fuzz and property harness (`src/fuzz_tests.rs`) drives.
@@ -96,6 +112,30 @@ pub(crate) struct DaemonArgs {
     /// State file [default: state.json next to the socket].
     #[arg(long, value_name = "FILE", env = "PIDGUARD_STATE")]
     state: Option<PathBuf>,
+    /// Where log lines go: text or json on stderr, journald, or auto (the
+    /// journal when JOURNAL_STREAM says stderr goes there, else text)
+    /// [default: the config's log_format, auto].
+    #[arg(long, value_name = "FORMAT", env = "PIDGUARD_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+    /// Colours in text log lines: auto (only on a terminal, and not when
+    /// NO_COLOR is set), always or never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    color: Color,
+    /// Serve Prometheus metrics at http://ADDR/metrics, e.g.
+    /// 127.0.0.1:9417 (no authentication: keep it on loopback)
+    /// [default: the config's metrics_listen; off].
+    #[arg(long, value_name = "ADDR", env = "PIDGUARD_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Add a metrics series per unit (labelled by its root pid): one per
+    /// registration, so many on a busy host [default: the config's
+    /// metrics_per_unit; off].
+    #[arg(
+        long,
+        env = "PIDGUARD_METRICS_PER_UNIT",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue
+    )]
+    metrics_per_unit: bool,
 }
 
 impl DaemonArgs {
@@ -106,32 +146,47 @@ impl DaemonArgs {
             state: self.state.clone(),
             check_interval: self.check_interval,
             grace: self.grace,
+            log_format: self.log_format,
+            metrics_listen: self.metrics_listen,
+            metrics_per_unit: self.metrics_per_unit,
         }
     }
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub(crate) fn main(args: &DaemonArgs) -> Result<(), Failure> {
-    let settings = config::resolve(&args.overrides())?;
-    init_logging(settings.log_format);
+    let inherited = systemd::inherited_socket()?;
+    let mut overrides = args.overrides();
+    let configured = config::resolve(&overrides)?;
+    // A socket passed by the service manager is the socket, whatever the
+    // flag, the variable or the file say (its directory then holds the
+    // lock and, by default, the state file).
+    let settings = match &inherited {
+        Some(passed) => {
+            overrides.socket = Some(passed.path.clone());
+            config::resolve(&overrides)?
+        }
+        None => configured.clone(),
+    };
+    let logs = logging::init(settings.log_format, args.color);
+    if inherited.is_some() && configured.socket != settings.socket {
+        tracing::warn!(
+            configured = %configured.socket.display(),
+            passed = %settings.socket.display(),
+            "the service manager passed a socket at another path than configured; serving the passed one"
+        );
+    }
+    match &logs.journal_error {
+        Some(error) => {
+            tracing::warn!(%error, "the journal is not reachable; logging text to stderr");
+        }
+        None => tracing::debug!(log_format = ?logs.format, "logging"),
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(run(args, settings))
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // Only the first subscriber counts; there is only ever one here.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+    runtime.block_on(run(&overrides, settings, inherited))
 }
 
 /// Each tracked process costs the monitor two descriptors (its pidfd and
@@ -167,7 +222,11 @@ async fn off_thread<T: Send + 'static>(
         .unwrap_or_else(|error| Err(anyhow::anyhow!("a file task failed: {error}")))
 }
 
-async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
+async fn run(
+    overrides: &Overrides,
+    mut settings: Settings,
+    inherited: Option<systemd::Inherited>,
+) -> Result<(), Failure> {
     settings.limits = settings.limits.fit_descriptors(raise_descriptor_limit());
     let socket_path = settings.socket.clone();
     paths::private_dir(&paths::socket_dir(&socket_path), settings.socket_group)?;
@@ -186,12 +245,14 @@ async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
     let store = Arc::new(off_thread(move || Store::open(&state_path)).await?);
     let monitor = monitor_core::Monitor::spawn(settings.monitor.clone())
         .context("cannot start the monitor")?;
+    let stats = Arc::new(DaemonStats::default());
     let (service, service_task) = service::start(
         monitor.handle(),
         Arc::clone(&store),
         TrackDefaults::from(&settings.monitor),
         settings.limits,
         settings.monitor.check_interval,
+        Arc::clone(&stats),
     )
     .await?;
     let loading = Arc::clone(&store);
@@ -206,9 +267,17 @@ async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
         ),
     }
 
-    let listener = socket::bind(&socket_path, settings.socket_group)?;
+    let passed = inherited.is_some();
+    let listener = match inherited {
+        Some(inherited) => {
+            socket::adopt(&socket_path, settings.socket_group)?;
+            inherited.into_tokio()?
+        }
+        None => socket::bind(&socket_path, settings.socket_group)?,
+    };
     tracing::info!(
         socket = %socket_path.display(),
+        passed_by_service_manager = passed,
         state = %settings.state.display(),
         check_interval = ?settings.monitor.check_interval,
         max_connections = settings.limits.max_connections,
@@ -216,10 +285,44 @@ async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
         pid = std::process::id(),
         "pidguard daemon listening"
     );
+    let metrics_stop = CancellationToken::new();
+    if let Some(addr) = settings.metrics_listen {
+        let listener = metrics_http::bind(addr).await?;
+        let local = listener.local_addr().map_or(addr, |local| local);
+        tracing::info!(addr = %local, per_unit = settings.metrics_per_unit, "serving metrics at /metrics");
+        tokio::spawn(metrics_http::serve(
+            listener,
+            metrics_http::Exporter {
+                service: service.clone(),
+                counters: monitor.counters(),
+                per_unit: settings.metrics_per_unit,
+            },
+            metrics_stop.clone(),
+        ));
+    }
+    // Bound (or adopted) and restored: a client connecting now is served.
+    let ready_status = match service.health().await {
+        Ok(health) => systemd::status_line(health),
+        Err(error) => format!("starting: {error}"),
+    };
+    systemd::notify(&[NotifyState::Ready, NotifyState::Status(&ready_status)]);
+    let keep_alive = CancellationToken::new();
+    if systemd::notifying() {
+        let watchdog = systemd::watchdog();
+        tracing::info!(?watchdog, "notifying the service manager");
+        tokio::spawn(systemd::keep_alive(
+            service.clone(),
+            watchdog,
+            keep_alive.clone(),
+        ));
+    }
+    #[cfg(debug_assertions)]
+    test_wedge::arm(&service);
     let mut admission = Admission {
         shared: Arc::new(Shared {
             service: service.clone(),
             limits: RwLock::new(settings.limits),
+            stats: Arc::clone(&stats),
         }),
         counts: ConnectionCounts::default(),
         connections: TaskTracker::new(),
@@ -239,7 +342,10 @@ async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
                     admission.admit(stream);
                 }
                 // E.g. EMFILE: keep serving the connections we have.
-                Err(error) => backoff.wait(&error).await,
+                Err(error) => {
+                    stats.accept_error();
+                    backoff.wait(&error).await;
+                }
             },
             // A dead task is a dead daemon: its service manager restarts
             // it, instead of a daemon that answers `ping` and guards nothing.
@@ -256,11 +362,18 @@ async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
             }
             _ = terminate.recv() => { tracing::info!("SIGTERM: shutting down"); break }
             _ = interrupt.recv() => { tracing::info!("SIGINT: shutting down"); break }
-            _ = hangup.recv() => current = reload(args, current, &admission.shared).await,
+            _ = hangup.recv() => {
+                reloading();
+                current = reload(overrides, current, &admission.shared).await;
+                systemd::notify(&[NotifyState::Ready]);
+            }
         }
     }
 
     // Stop accepting, let in-flight requests finish, then write the state.
+    systemd::notify(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+    keep_alive.cancel();
+    metrics_stop.cancel();
     drop(listener);
     admission.stop.cancel();
     admission.connections.close();
@@ -271,21 +384,40 @@ async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
         tracing::warn!("some connections did not finish within {DRAIN:?}");
     }
     // The last state write; connections still stuck (a client that does
-    // not read) are dropped with the runtime.
-    service.shutdown().await;
-    if let Some(task) = service_task {
+    // not read) are dropped with the runtime. A service that does not stop
+    // in time is wedged: every answered change is on disk already, so exit
+    // (1) rather than hang until the service manager's kill.
+    if tokio::time::timeout(DRAIN, service.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::error!("the service did not stop within {DRAIN:?}; exiting without it");
+        died = died.or(Some("the service did not stop"));
+    } else if let Some(task) = service_task {
         let _ = task.await;
     }
     // The tracked processes stay as they are: the next daemon resumes them.
     monitor.shutdown().await;
-    if let Err(error) = std::fs::remove_file(&socket_path) {
+    // A passed socket belongs to the service manager, which keeps it (and
+    // the connections queued on it) for the next daemon.
+    if !passed && let Err(error) = std::fs::remove_file(&socket_path) {
         tracing::warn!(socket = %socket_path.display(), %error, "could not remove the socket");
     }
     if let Some(reason) = died {
-        return Err(Failure::new(Code::Failure, anyhow::anyhow!(reason)));
+        // Logged above already; exit 1 without saying it a second time.
+        return Err(Failure::new(Code::Failure, anyhow::anyhow!(reason)).logged());
     }
     tracing::info!("pidguard daemon stopped");
     Ok(())
+}
+
+/// Tells the service manager a reload started (`RELOADING=1` with the
+/// monotonic time, as `Type=notify-reload` wants it).
+fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => systemd::notify(&[NotifyState::Reloading, now]),
+        Err(error) => tracing::warn!(%error, "no monotonic clock for RELOADING=1"),
+    }
 }
 
 /// SIGHUP: re-reads the config (on the blocking pool: a slow file must
@@ -293,8 +425,8 @@ async fn run(args: &DaemonArgs, mut settings: Settings) -> Result<(), Failure> {
 /// limit change at once; a change to anything else (socket, state, group,
 /// scan interval, monitor internals) is logged as needing a restart. A bad
 /// file changes nothing.
-async fn reload(args: &DaemonArgs, current: Settings, shared: &Shared) -> Settings {
-    let overrides = args.overrides();
+async fn reload(overrides: &Overrides, current: Settings, shared: &Shared) -> Settings {
+    let overrides = overrides.clone();
     let new = match tokio::task::spawn_blocking(move || config::resolve(&overrides)).await {
         Ok(Ok(new)) => new,
         Ok(Err(failure)) => {
@@ -320,7 +452,7 @@ async fn reload(args: &DaemonArgs, current: Settings, shared: &Shared) -> Settin
     kept.limits = new.limits;
     if kept != new {
         tracing::warn!(
-            "SIGHUP: some changed settings apply only after a restart (socket, state, socket_group, log_format, and monitor settings other than orphan_action, grace and term_signal)"
+            "SIGHUP: some changed settings apply only after a restart (socket, state, socket_group, log_format, metrics_listen, metrics_per_unit, and monitor settings other than orphan_action, grace and term_signal)"
         );
     }
     tracing::info!("SIGHUP: config reloaded");

@@ -106,11 +106,33 @@ pub(crate) fn bind(socket: &Path, group: Option<u32>) -> anyhow::Result<UnixList
     }
     let listener =
         UnixListener::bind(socket).with_context(|| format!("cannot bind {}", socket.display()))?;
+    restrict(socket, group)?;
+    Ok(listener)
+}
+
+/// Gives a socket the service manager created (`LISTEN_FDS`) the mode and
+/// group of one we bind, so socket activation keeps the access rules: a
+/// unit's `SocketMode=` default is 0666. Only a socket is touched.
+pub(crate) fn adopt(socket: &Path, group: Option<u32>) -> anyhow::Result<()> {
+    let meta = std::fs::symlink_metadata(socket)
+        .with_context(|| format!("cannot stat the passed socket {}", socket.display()))?;
+    if !meta.file_type().is_socket() {
+        bail!(
+            "{} (the passed socket's path) is {}, not a socket",
+            socket.display(),
+            safe_file::describe(rustix::fs::FileType::from_raw_mode(meta.mode()))
+        );
+    }
+    restrict(socket, group)
+}
+
+/// Mode 0600, or 0660 and `group`.
+fn restrict(socket: &Path, group: Option<u32>) -> anyhow::Result<()> {
     let mode = if group.is_some() { 0o660 } else { 0o600 };
     std::fs::set_permissions(socket, std::fs::Permissions::from_mode(mode))
         .with_context(|| format!("chmod {mode:o} {}", socket.display()))?;
     if let Some(gid) = group {
         paths::chown_group(socket, gid)?;
     }
-    Ok(listener)
+    Ok(())
 }

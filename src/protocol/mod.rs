@@ -298,9 +298,119 @@ pub(crate) struct StatusReport {
     pub(crate) tracked_count: usize,
     /// Those registrations, by pid.
     pub(crate) tracked: Vec<RegistrationStatus>,
-    /// The monitor's full status (counters and all): for root only.
+    /// The monitor's full status (counters and all): for root and the
+    /// daemon's own uid only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) monitor: Option<monitor_core::Status>,
+    /// The daemon's own counters: for root and the daemon's own uid only.
+    /// (Added after `monitor`; older daemons leave it out.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) daemon: Option<DaemonCounters>,
+}
+
+/// What a request line asked for, for the daemon's counters: a request
+/// kind, or `invalid` for a line that named none (bad JSON, too long, an
+/// unknown request or field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RequestKind {
+    /// `ping`.
+    Ping,
+    /// `version`.
+    Version,
+    /// `track`.
+    Track,
+    /// `untrack`.
+    Untrack,
+    /// `status`.
+    Status,
+    /// `events`.
+    Events,
+    /// A line that is no valid request.
+    Invalid,
+}
+
+impl RequestKind {
+    /// Its name on the wire (and as a metric label).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::Version => "version",
+            Self::Track => "track",
+            Self::Untrack => "untrack",
+            Self::Status => "status",
+            Self::Events => "events",
+            Self::Invalid => "invalid",
+        }
+    }
+}
+
+impl ErrorKind {
+    /// Its name on the wire (and as a metric label).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::InvalidJson => "invalid_json",
+            Self::UnsupportedVersion => "unsupported_version",
+            Self::InvalidRequest => "invalid_request",
+            Self::PermissionDenied => "permission_denied",
+            Self::Refused => "refused",
+            Self::Internal => "internal",
+            Self::LimitReached => "limit_reached",
+        }
+    }
+}
+
+/// Requests of one kind answered with one outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RequestCount {
+    /// The kind.
+    pub(crate) request: RequestKind,
+    /// The error's kind; `None` for success.
+    pub(crate) outcome: Option<ErrorKind>,
+    /// How many.
+    pub(crate) count: u64,
+}
+
+/// A histogram's counts: per bucket (not cumulative), the bucket's upper
+/// bound first; what exceeds the last bound is in `count` only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct HistogramCounts {
+    /// `(upper bound, count)` per bucket.
+    pub(crate) buckets: Vec<(f64, u64)>,
+    /// Every observation.
+    pub(crate) count: u64,
+    /// Their sum.
+    pub(crate) sum: f64,
+}
+
+/// The daemon's own counters, in a `status` for root (and `/metrics`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct DaemonCounters {
+    /// When it started, in seconds since the Unix epoch.
+    pub(crate) started_at: f64,
+    /// Registrations held.
+    pub(crate) registrations: usize,
+    /// Connections admitted.
+    pub(crate) connections: u64,
+    /// Connections open now.
+    pub(crate) connections_open: u64,
+    /// Connections refused at `max_connections_per_uid`.
+    pub(crate) connections_refused_per_uid: u64,
+    /// Connections refused at `max_connections`.
+    pub(crate) connections_refused_total: u64,
+    /// `accept` failures (e.g. out of descriptors).
+    pub(crate) accept_errors: u64,
+    /// Requests by kind and outcome (zeros left out, but for successes).
+    pub(crate) requests: Vec<RequestCount>,
+    /// State writes that succeeded.
+    pub(crate) state_writes: u64,
+    /// State writes that failed (their changes were rolled back).
+    pub(crate) state_write_failures: u64,
+    /// How long state writes took (fsyncs included), in seconds.
+    pub(crate) state_write_seconds: HistogramCounts,
+    /// Monitor events the service missed (it reconciled each time).
+    pub(crate) monitor_events_missed: u64,
 }
 
 /// The answer to `events`: event lines follow.

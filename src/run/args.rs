@@ -9,6 +9,7 @@ use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args};
 
 use super::signal_spec::{self, Rewrite};
+use crate::log_style::{Color, Format};
 
 /// `pidguard run [OPTIONS] -- CMD [ARGS...]`
 #[derive(Debug, Clone, Args)]
@@ -86,6 +87,26 @@ pub(crate) struct RunArgs {
     /// takes the count (`2` for -vv). `RUST_LOG` overrides it.
     #[arg(short, long, env = "PIDGUARD_RUN_VERBOSE", action = ArgAction::Count)]
     pub(crate) verbose: u8,
+
+    /// The format of pidguard's own log lines on stderr: `text`, or `json`
+    /// (one object per line).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        env = "PIDGUARD_RUN_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub(crate) log_format: Format,
+
+    /// Colours in text log lines: `auto` (only on a terminal, and not when
+    /// NO_COLOR is set), `always` or `never`.
+    #[arg(
+        long,
+        value_name = "WHEN",
+        env = "PIDGUARD_RUN_COLOR",
+        default_value = "auto"
+    )]
+    pub(crate) color: Color,
 
     /// The command to supervise, and its arguments.
     #[arg(

@@ -1,19 +1,23 @@
 //! The tracing subscriber of `pidguard run`: quiet by default (warnings and
-//! errors only), more with each `-v`, or exactly what `RUST_LOG` says.
+//! errors only), more with each `-v`, or exactly what `RUST_LOG` says; text
+//! (coloured only on a terminal) or JSON lines (`--log-format`).
 //!
 //! `RUST_LOG` takes `target=level` directives (`pidguard=debug,warn`), read
 //! by `tracing_subscriber`'s `Targets`: its full `EnvFilter` syntax (span
 //! and field filters) needs a regular-expression engine that would be a
 //! quarter of the static binary.
 
-use std::io::IsTerminal;
 use std::io::Write as _;
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
-/// Installs the subscriber, writing to stderr (stdout belongs to CMD).
-pub(crate) fn init(verbose: u8) {
+use super::json_lines::{JsonFields, JsonLines};
+use crate::log_style::{Color, Format};
+
+/// Installs the subscriber, writing to stderr (stdout belongs to CMD):
+/// text lines, coloured as `color` says, or JSON lines.
+pub(crate) fn init(verbose: u8, format: Format, color: Color) {
     let level = match verbose {
         0 => LevelFilter::WARN,
         1 => LevelFilter::INFO,
@@ -31,13 +35,20 @@ pub(crate) fn init(verbose: u8) {
         }),
         Err(_) => Targets::new().with_default(level),
     };
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                // Colours only for a person at a terminal, not for a log file.
-                .with_ansi(std::io::stderr().is_terminal())
-                .with_writer(std::io::stderr),
-        )
-        .with(filter)
-        .init();
+    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    match format {
+        Format::Text => tracing_subscriber::registry()
+            .with(lines.with_ansi(color.ansi()))
+            .with(filter)
+            .init(),
+        Format::Json => tracing_subscriber::registry()
+            .with(
+                lines
+                    .with_ansi(false)
+                    .event_format(JsonLines)
+                    .fmt_fields(JsonFields),
+            )
+            .with(filter)
+            .init(),
+    }
 }

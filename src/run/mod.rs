@@ -21,14 +21,16 @@
 //! - `supervise`: the run itself, from spawn to exit code.
 //! - `leftovers`: terminating what CMD left behind.
 //! - `job_control`: stopping with CMD when it is stopped from the terminal.
-//! - `exit_code`, `logging`: the small pieces (the `/proc` reads are the
-//!   `procfs` crate).
+//! - `logging`, `json_lines`: pidguard's own log lines (text or JSON).
+//! - `exit_code`: the exit code (the `/proc` reads are the `procfs`
+//!   crate).
 
 mod args;
 mod caller;
 mod command;
 pub(crate) mod exit_code;
 mod job_control;
+mod json_lines;
 mod leftovers;
 mod logging;
 mod signal_spec;
@@ -46,7 +48,7 @@ pub(crate) fn main(args: RunArgs) -> anyhow::Result<u8> {
     let parent = rustix::process::getppid();
     // Before any thread exists: every thread inherits the mask from here.
     let caller = caller::CallerSignals::take().context("reading the caller's signal setup")?;
-    logging::init(args.verbose);
+    logging::init(args.verbose, args.log_format, args.color);
     tracing::debug!(?caller, "caller's signal setup, restored for CMD");
     // Armed after the signals are blocked, so it is queued, not acted on.
     let pending = match args.parent_death_signal {

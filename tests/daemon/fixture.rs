@@ -57,6 +57,17 @@ impl Drop for TempDir {
     }
 }
 
+/// Where a daemon's stderr goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stderr {
+    /// `daemon.stderr` in the test directory ([`Daemon::log`]).
+    Log,
+    /// A pipe, for [`Daemon::take_stderr`].
+    Pipe,
+    /// Wherever the command already sends it.
+    Given,
+}
+
 /// A running `pidguard daemon`, killed on drop.
 #[derive(Debug)]
 pub(crate) struct Daemon {
@@ -72,37 +83,76 @@ impl Daemon {
     /// Starts a daemon on `dir`'s socket with `args`, and waits until it
     /// answers a ping.
     pub(crate) fn start(dir: &TempDir, args: &[&str]) -> Self {
-        let socket = dir.socket();
-        let log = dir.path().join("daemon.stderr");
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("open daemon log");
-        let child = Command::new(PIDGUARD)
+        Self::launch(dir, Self::command(dir, args), Stderr::Log)
+    }
+
+    /// `pidguard daemon --socket <dir's socket> ARGS`, for a test to adjust
+    /// before [`Daemon::launch`].
+    pub(crate) fn command(dir: &TempDir, args: &[&str]) -> Command {
+        let mut command = Command::new(PIDGUARD);
+        command
             .arg("daemon")
             .arg("--socket")
-            .arg(&socket)
-            .args(args)
-            .env_remove("PIDGUARD_SOCKET")
-            .env_remove("PIDGUARD_STATE")
-            .env_remove("PIDGUARD_CONFIG")
-            .env("RUST_LOG", "info")
+            .arg(dir.socket())
+            .args(args);
+        command
+    }
+
+    /// Runs `command`, which must become a daemon on `dir`'s socket in the
+    /// process it starts (a wrapper must `exec` it), with the daemon's own
+    /// variables cleared unless `command` sets them, and `RUST_LOG=info`
+    /// unless it sets that; waits until it answers a ping.
+    pub(crate) fn launch(dir: &TempDir, command: Command, stderr: Stderr) -> Self {
+        let mut daemon = Self::spawn(dir, command, stderr);
+        daemon.wait_ready();
+        daemon
+    }
+
+    /// [`Daemon::launch`] without waiting for it to answer.
+    pub(crate) fn spawn(dir: &TempDir, mut command: Command, stderr: Stderr) -> Self {
+        let socket = dir.socket();
+        let log = dir.path().join("daemon.stderr");
+        let set = |command: &Command, var: &str| command.get_envs().any(|(name, _)| name == var);
+        for var in ["PIDGUARD_SOCKET", "PIDGUARD_STATE", "PIDGUARD_CONFIG"] {
+            if !set(&command, var) {
+                command.env_remove(var);
+            }
+        }
+        if !set(&command, "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
+        match stderr {
+            Stderr::Log => {
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .expect("open daemon log");
+                command.stderr(file);
+            }
+            Stderr::Pipe => {
+                command.stderr(Stdio::piped());
+            }
+            Stderr::Given => {}
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(stderr)
             .spawn()
             .expect("start pidguard daemon");
         let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits")).expect("pid > 0");
         let pidfd = rustix::process::pidfd_open(pid, PidfdFlags::empty()).expect("pidfd_open");
-        let mut daemon = Self {
+        Self {
             child,
             pidfd,
             socket,
             log,
-        };
-        daemon.wait_ready();
-        daemon
+        }
+    }
+
+    /// Its stderr, when it was started with [`Stderr::Pipe`].
+    pub(crate) fn take_stderr(&mut self) -> Option<std::process::ChildStderr> {
+        self.child.stderr.take()
     }
 
     /// Waits until the daemon answers a ping (panics if it exits first).

@@ -12,10 +12,16 @@
 //! - `input.rs`: thread ids, request ids, corrupt files (finding 9).
 //! - `limits.rs`: one user at its caps, idle and slow clients (finding 2).
 //! - `support.rs`: commands with deadlines, memory caps, state files.
+//! - `systemd.rs`: `NOTIFY_SOCKET` (ready, status, reload, stopping, the
+//!   watchdog and a wedged actor), a socket passed in `LISTEN_FDS`.
 //! - `timeouts.rs`: clients of a stopped daemon (finding 3).
 //! - `cli.rs`: the client commands, autostart and the single-daemon race.
 //! - `fixture.rs`: the temporary directory, the daemon guard, a raw client.
 //! - `load.rs`: 100 clients x 100 requests, nothing lost.
+//! - `logs.rs`: no escape codes in a pipe, JSON lines, the journal's
+//!   structured fields, a refusal said once.
+//! - `metrics.rs`: `/metrics` after a real orphan, parsed by Python's
+//!   `prometheus_client`; `status --format prometheus`; per-unit series.
 //! - `orphans.rs`: the central scenario (a killed shell's `sleep`).
 //! - `persistence.rs`: `kill -9`, restart, a corrupt state file, an
 //!   untrack rolled back (finding 7).
@@ -42,11 +48,14 @@ mod impostor;
 mod input;
 mod limits;
 mod load;
+mod logs;
+mod metrics;
 mod orphans;
 mod persistence;
 mod protocol;
 mod signals;
 mod startup;
 mod support;
+mod systemd;
 mod timeouts;
 mod units;

@@ -85,6 +85,8 @@
 //! - `unit`: [`Containment`], [`UnitStatus`]: a tracked process and all it
 //!   starts, as one thing.
 //! - `event`, `status`: what the monitor reports.
+//! - `counters`: the running totals as metrics crates read them, and a
+//!   live view that never waits for the actor ([`LiveCounters`]).
 //! - `monitor`, `handle`: spawning, the handle, shutdown.
 //! - `spawn`: [`SpawnOptions`] and the long-lived spawner thread.
 //! - `actor`: the state; `actor/escalation`, `actor/watches`,
@@ -111,6 +113,7 @@ mod compat;
 mod config;
 #[allow(dead_code)]
 mod connector;
+mod counters;
 mod error;
 mod event;
 mod handle;
@@ -154,6 +157,7 @@ pub use compat::{
     get_monitor, start_monitor, start_monitor_with, stop_monitor, track_process, untrack_process,
 };
 pub use config::{Config, OrphanAction, OrphanTarget, ReapPolicy, ShutdownPolicy};
+pub use counters::{CounterValue, ErrorCounts, LiveCounters};
 pub use error::Error;
 pub use event::{ErrorKind, Event};
 pub use handle::MonitorHandle;

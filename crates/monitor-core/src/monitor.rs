@@ -10,9 +10,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::actor::{Actor, Inputs};
 use crate::cgroup::{Hierarchy, Subtree};
+use crate::counters::Published;
 use crate::os::{LinuxOs, Os};
 use crate::supervisor::spawn_watched;
-use crate::{Config, Error, MonitorHandle, OrphanAction, ReapPolicy, ShutdownPolicy, Signal};
+use crate::{
+    Config, Error, LiveCounters, MonitorHandle, OrphanAction, ReapPolicy, ShutdownPolicy, Signal,
+};
 use crate::{Containment, reap, scan};
 
 /// A running monitor: its tasks, its cancellation token and a handle.
@@ -27,6 +30,8 @@ pub struct Monitor {
     /// The duration of the actor's last sweep, in nanoseconds: the SIGCHLD
     /// forwarder spaces sweeps by it (see `reap.rs`).
     sweep_cost: Arc<AtomicU64>,
+    /// The counters as the actor last published them.
+    counters: Arc<Published>,
 }
 
 impl Monitor {
@@ -118,6 +123,7 @@ impl Monitor {
         // Unbounded because wakers cannot wait; see `watch.rs`.
         let (ready_tx, ready_rx) = mpsc::unbounded_channel();
         let sweep_cost = Arc::new(AtomicU64::new(0));
+        let counters = Arc::new(Published::default());
         let actor = Actor::new(
             os,
             config,
@@ -128,7 +134,8 @@ impl Monitor {
             cancel.clone(),
         )
         .measuring_sweeps(Arc::clone(&sweep_cost))
-        .with_cgroups(cgroups);
+        .with_cgroups(cgroups)
+        .publishing(Arc::clone(&counters));
         let inputs = Inputs {
             commands: commands_rx,
             scans: scans_rx,
@@ -142,12 +149,19 @@ impl Monitor {
             cancel,
             tasks,
             sweep_cost,
+            counters,
         })
     }
 
     /// A handle to the monitor.
     pub fn handle(&self) -> MonitorHandle {
         self.handle.clone()
+    }
+
+    /// A live view of the monitor's counters, for metrics: reading it never
+    /// waits for the actor (see [`LiveCounters`]).
+    pub fn counters(&self) -> LiveCounters {
+        LiveCounters::new(Arc::clone(&self.counters))
     }
 
     /// The monitor's token; cancelling it stops the monitor. The monitor

@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Containment, OrphanAction, OrphanTarget, ProcessId, ReapPolicy, UnitStatus};
+use crate::{
+    Containment, ErrorCounts, OrphanAction, OrphanTarget, ProcessId, ReapPolicy, UnitStatus,
+};
 
 /// Where a tracked process is in its life as the monitor sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -85,6 +87,10 @@ pub struct Counters {
     pub refused: u64,
     /// Failures of any kind (each also an `Error` event).
     pub errors: u64,
+    /// The same failures, by kind. Absent from statuses serialized before
+    /// it existed (read as zeros).
+    #[serde(default)]
+    pub errors_by_kind: ErrorCounts,
 }
 
 /// What the last scan read and how long it took.

@@ -23,9 +23,11 @@ impl Service {
             self.dirty = false;
             let store = Arc::clone(&self.store);
             let snapshot: Vec<Registration> = self.registrations.values().cloned().collect();
+            let started = std::time::Instant::now();
             let written = tokio::task::spawn_blocking(move || store.save(&snapshot))
                 .await
                 .unwrap_or_else(|panic| Err(anyhow::anyhow!("state writer panicked: {panic}")));
+            self.stats.state_write(written.is_ok(), started.elapsed());
             if let Err(error) = written {
                 tracing::error!(state = %self.store.path().display(), error = %format!("{error:#}"), "cannot write the state file");
                 self.dirty = true;

@@ -8,7 +8,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use super::{OwnedEvent, TrackDefaults};
 use crate::daemon::access::Peer;
 use crate::daemon::limits::Limits;
-use crate::protocol::{ErrorBody, ErrorKind, Registration, StatusReport, TrackRequest, Untracked};
+use crate::protocol::{
+    DaemonCounters, ErrorBody, ErrorKind, Registration, StatusReport, TrackRequest, Untracked,
+};
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T, ErrorBody>>;
 
@@ -38,6 +40,36 @@ pub(super) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+    Health {
+        reply: Reply<Health>,
+    },
+    Metrics {
+        reply: Reply<Metrics>,
+    },
+    /// Test-only (debug builds): the actor stops answering, for the
+    /// watchdog test (`daemon/test_wedge.rs`).
+    #[cfg(debug_assertions)]
+    Wedge,
+}
+
+/// What `/metrics` shows: the monitor's status and the daemon's counters.
+#[derive(Debug, Clone)]
+pub(crate) struct Metrics {
+    /// The monitor's status.
+    pub(crate) monitor: monitor_core::Status,
+    /// The daemon's counters.
+    pub(crate) daemon: DaemonCounters,
+}
+
+/// What the watchdog learns from a service that answers: it and the
+/// monitor behind it are alive, and how much they hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Health {
+    /// Registrations held.
+    pub(crate) registrations: usize,
+    /// Processes the monitor tracks (registrations and their units'
+    /// members).
+    pub(crate) tracked: usize,
 }
 
 /// The front door to the service actor. Cheap to clone.
@@ -120,6 +152,23 @@ impl ServiceHandle {
         {
             let _ = done.await;
         }
+    }
+
+    /// Asks the service, and through it the monitor's actor, whether they
+    /// answer (the watchdog's probe).
+    pub(crate) async fn health(&self) -> Result<Health, ErrorBody> {
+        self.request(|reply| Command::Health { reply }).await
+    }
+
+    /// The monitor's status and the daemon's counters, for `/metrics`.
+    pub(crate) async fn metrics(&self) -> Result<Metrics, ErrorBody> {
+        self.request(|reply| Command::Metrics { reply }).await
+    }
+
+    /// Test-only (debug builds): wedges the actor for good.
+    #[cfg(debug_assertions)]
+    pub(crate) async fn wedge(&self) {
+        let _ = self.commands.send(Command::Wedge).await;
     }
 
     /// A receiver of every event from now on.

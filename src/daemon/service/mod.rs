@@ -31,11 +31,12 @@ mod events;
 mod handle;
 mod registry;
 
-pub(crate) use handle::ServiceHandle;
+pub(crate) use handle::{Health, Metrics, ServiceHandle};
 
 use super::access::{self, Peer};
 use super::limits::Limits;
 use super::memory::Shrinkage;
+use super::stats::DaemonStats;
 use super::store::Store;
 use crate::protocol::{
     ErrorBody, ErrorKind, Registration, RegistrationStatus, StatusReport, TrackRequest, Untracked,
@@ -86,6 +87,7 @@ pub(crate) async fn start(
     defaults: TrackDefaults,
     limits: Limits,
     check_interval: Duration,
+    stats: Arc<DaemonStats>,
 ) -> anyhow::Result<(ServiceHandle, JoinHandle<()>)> {
     // Subscribe before anything is tracked, so no event is missed.
     let monitor_events = monitor.subscribe().await?;
@@ -104,6 +106,8 @@ pub(crate) async fn start(
         untracked_owners: HashMap::new(),
         dirty: false,
         pending: Vec::new(),
+        stats,
+        admin_uid: rustix::process::geteuid().as_raw(),
     };
     let task = tokio::spawn(service.run(commands, monitor_events));
     Ok((ServiceHandle::new(commands_tx, events), task))
@@ -132,6 +136,12 @@ struct Service {
     dirty: bool,
     /// Replies waiting for the next state write.
     pending: Vec<Pending>,
+    /// The daemon's counters (state writes, missed events are counted
+    /// here; the rest by the connections).
+    stats: Arc<DaemonStats>,
+    /// The daemon's own uid: with root, the uid that may see the
+    /// monitor's status and the counters (it owns the daemon anyway).
+    admin_uid: u32,
 }
 
 impl Service {
@@ -151,6 +161,7 @@ impl Service {
                         match event {
                             Ok(event) => self.on_event(event),
                             Err(broadcast::error::RecvError::Lagged(missed)) => {
+                                self.stats.events_missed(missed);
                                 tracing::warn!(missed, "missed monitor events; reconciling with its status");
                                 self.reconcile().await;
                             }
@@ -234,6 +245,25 @@ impl Service {
             // Handled by the loop, which must stop after it.
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
+            }
+            Command::Metrics { reply } => {
+                let status = self.monitor.status().await.map_err(refusal);
+                let _ = reply.send(status.map(|monitor| Metrics {
+                    monitor,
+                    daemon: self.stats.snapshot(self.registrations.len()),
+                }));
+            }
+            Command::Health { reply } => {
+                let tracked = self.monitor.status().await.map_err(refusal);
+                let _ = reply.send(tracked.map(|status| Health {
+                    registrations: self.registrations.len(),
+                    tracked: status.tracked_count,
+                }));
+            }
+            #[cfg(debug_assertions)]
+            Command::Wedge => {
+                tracing::warn!("test wedge: the service actor stops answering");
+                std::future::pending::<()>().await;
             }
             Command::Reload { defaults, limits } => {
                 tracing::info!(action = %defaults.action, grace = ?defaults.grace, signal = %defaults.signal, "new track defaults");
@@ -377,6 +407,7 @@ impl Service {
                 state: states.get(&r.id).copied(),
             })
             .collect();
+        let admin = peer.is_root() || peer.uid == self.admin_uid;
         Ok(StatusReport {
             daemon_pid: i32::try_from(std::process::id()).unwrap_or(i32::MAX),
             daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -384,7 +415,8 @@ impl Service {
             check_interval: self.check_interval,
             tracked_count: tracked.len(),
             tracked,
-            monitor: peer.is_root().then_some(monitor),
+            monitor: admin.then_some(monitor),
+            daemon: admin.then(|| self.stats.snapshot(self.registrations.len())),
         })
     }
 }

@@ -260,6 +260,9 @@ pub(crate) struct Actor {
     cancel: CancellationToken,
     /// Where each sweep leaves its duration (ns) for the SIGCHLD forwarder.
     sweep_cost: Arc<std::sync::atomic::AtomicU64>,
+    /// Where the counters are copied after each message, for
+    /// [`crate::LiveCounters`] readers.
+    published: Arc<crate::counters::Published>,
 }
 
 /// The receiving ends the actor selects over.
@@ -308,6 +311,7 @@ impl Actor {
             ready,
             cancel,
             sweep_cost: Arc::default(),
+            published: Arc::default(),
         }
     }
 
@@ -324,12 +328,19 @@ impl Actor {
         self
     }
 
+    /// Copies the counters into `published` after each message.
+    pub(crate) fn publishing(mut self, published: Arc<crate::counters::Published>) -> Self {
+        self.published = published;
+        self
+    }
+
     pub(crate) async fn run(mut self, mut inputs: Inputs) {
         loop {
             tokio::select! {
                 () = self.cancel.cancelled() => break,
                 command = inputs.commands.recv() => match command {
                     Some(command) => if self.handle(command).await {
+                        self.published.store(&self.counters);
                         return;
                     },
                     // Every handle is gone: nobody can ask anything again.
@@ -355,8 +366,10 @@ impl Actor {
                 Some(expired) = std::future::poll_fn(|cx| self.deadlines.poll_expired(cx)),
                     if !self.deadlines.is_empty() => self.on_deadline(expired.into_inner()),
             }
+            self.published.store(&self.counters);
         }
         self.shut_down().await;
+        self.published.store(&self.counters);
     }
 
     /// The tracked set changed: the scanners' cached views are stale.
@@ -371,10 +384,7 @@ impl Actor {
     }
 
     fn error_event(&mut self, id: Option<ProcessId>, kind: ErrorKind, message: String) {
-        self.counters.errors += 1;
-        if kind == ErrorKind::PermissionDenied {
-            self.counters.permission_denied += 1;
-        }
+        self.counters.count_error(kind);
         tracing::warn!(pid = ?id.map(|id| id.pid), ?kind, %message, "monitor error");
         self.emit(Event::Error { id, kind, message });
     }
