@@ -143,6 +143,10 @@ pub struct Config {
     pub command_capacity: usize,
 }
 
+/// The largest `event_capacity`: the event channel allocates all of its
+/// slots at once (about 80 bytes each), so this bounds that at about 80 MiB.
+const MAX_EVENT_CAPACITY: usize = 1 << 20;
+
 impl Default for Config {
     fn default() -> Self {
         Self {
@@ -188,6 +192,11 @@ impl Config {
         if self.event_capacity == 0 {
             return invalid("event_capacity", "must be at least 1");
         }
+        if self.event_capacity > MAX_EVENT_CAPACITY {
+            // The channel allocates every slot when the first subscriber
+            // comes, inside the running monitor: refuse it here instead.
+            return invalid("event_capacity", "must be at most 1048576");
+        }
         if self.command_capacity == 0 {
             return invalid("command_capacity", "must be at least 1");
         }
@@ -231,6 +240,29 @@ mod tests {
         assert_eq!(config.orphan_action, OrphanAction::Kill);
         let bad = toml::from_str::<Config>("grace = \"soon\"").expect_err("bad duration");
         assert!(bad.to_string().contains("grace"), "{bad}");
+    }
+
+    #[test]
+    fn event_capacity_is_bounded_both_ways() {
+        for (capacity, valid) in [
+            (0, false),
+            (1, true),
+            (1 << 20, true),
+            ((1 << 20) + 1, false),
+        ] {
+            let config = Config {
+                event_capacity: capacity,
+                ..Config::default()
+            };
+            match config.validate() {
+                Ok(()) => assert!(valid, "{capacity} accepted"),
+                Err(Error::InvalidConfig { key, .. }) => {
+                    assert!(!valid, "{capacity} refused");
+                    assert_eq!(key, "event_capacity");
+                }
+                Err(other) => panic!("{capacity}: {other}"),
+            }
+        }
     }
 
     #[test]

@@ -4,11 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::actor::{Actor, Inputs};
+use crate::event::EventBus;
 use crate::os::{LinuxOs, Os};
 use crate::supervisor::spawn_watched;
 use crate::{Config, Error, MonitorHandle, OrphanAction, ReapPolicy, ShutdownPolicy, Signal};
@@ -89,7 +90,8 @@ impl Monitor {
         let (commands_tx, commands_rx) = mpsc::channel(config.command_capacity);
         // One scan is in flight at a time, so one slot is enough.
         let (scans_tx, scans_rx) = mpsc::channel(1);
-        let (events, _) = broadcast::channel(config.event_capacity);
+        // Allocated for the first subscriber (see `EventBus`).
+        let events = EventBus::new(config.event_capacity);
         let tasks = TaskTracker::new();
         let unit_rescan = Arc::new(Notify::new());
         if config.enabled {

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::time::{DelayQueue, delay_queue};
 use tracing::Span;
 
+use crate::event::EventBus;
 use crate::os::{Os, ProcHandle};
 use crate::scan::{Observation, ScanMsg, ScanReport, ScanTarget, Snapshot, UnitSnapshot};
 use crate::watch::{Watch, WatchKey};
@@ -212,7 +213,7 @@ pub(crate) struct Actor {
     /// Escalation wake-ups, keyed back to the process by identity.
     deadlines: DelayQueue<ProcessId>,
     /// Every event goes here; subscribers each hold a receiver.
-    events: broadcast::Sender<Event>,
+    events: EventBus,
     counters: Counters,
     last_scan: Option<ScanSummary>,
     unowned_zombies: BTreeSet<ProcessId>,
@@ -241,7 +242,7 @@ impl Actor {
     pub(crate) fn new(
         os: Arc<dyn Os>,
         config: Config,
-        events: broadcast::Sender<Event>,
+        events: EventBus,
         subreaper: bool,
         ready: mpsc::UnboundedSender<WatchKey>,
         unit_rescan: Arc<Notify>,
