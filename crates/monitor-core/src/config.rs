@@ -102,9 +102,16 @@ pub enum ShutdownPolicy {
 pub struct Config {
     /// A disabled monitor answers `status()` and refuses `track`.
     pub enabled: bool,
-    /// How often the safety-net scan reads every tracked process.
+    /// How often the safety-net scan reads the tracked processes whose
+    /// exit or orphaning no pidfd watch reports (no pidfd, a parent that
+    /// cannot be watched), and looks for unowned zombies.
     #[serde(with = "humantime_serde")]
     pub check_interval: Duration,
+    /// How often the scan reads every tracked process, watched or not: the
+    /// net under the watches. The first check after this long is a full
+    /// one, so a value shorter than `check_interval` makes every check full.
+    #[serde(with = "humantime_serde")]
+    pub full_scan_interval: Duration,
     /// Time between the termination signal and `SIGKILL`.
     #[serde(with = "humantime_serde")]
     pub grace: Duration,
@@ -152,6 +159,7 @@ impl Default for Config {
         Self {
             enabled: true,
             check_interval: Duration::from_secs(60),
+            full_scan_interval: Duration::from_secs(60),
             grace: Duration::from_secs(5),
             kill_timeout: Duration::from_secs(5),
             orphan_action: OrphanAction::Terminate,

@@ -138,7 +138,9 @@ pub use error::Error;
 pub use event::{ErrorKind, Event};
 pub use handle::MonitorHandle;
 pub use id::{ExitStatus, ProcessId, Signal, UnknownSignal};
-pub use limits::{CHECK_INTERVAL_RANGE, DurationRange, GRACE_RANGE, KILL_TIMEOUT_RANGE};
+pub use limits::{
+    CHECK_INTERVAL_RANGE, DurationRange, FULL_SCAN_INTERVAL_RANGE, GRACE_RANGE, KILL_TIMEOUT_RANGE,
+};
 pub use monitor::{Monitor, MonitorBuilder};
 pub use spawn::SpawnOptions;
 pub use status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};

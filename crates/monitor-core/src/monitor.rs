@@ -103,6 +103,7 @@ impl Monitor {
                     Arc::clone(&os),
                     scan::Periods {
                         check: config.check_interval,
+                        full: config.full_scan_interval,
                         unit: config.unit_scan_interval,
                     },
                     Arc::clone(&unit_rescan),
@@ -192,6 +193,12 @@ impl MonitorBuilder {
     /// Sets the scan interval.
     pub fn check_interval(mut self, interval: Duration) -> Self {
         self.config.check_interval = interval;
+        self
+    }
+
+    /// Sets how often every tracked process is read, watched or not.
+    pub fn full_scan_interval(mut self, interval: Duration) -> Self {
+        self.config.full_scan_interval = interval;
         self
     }
 
