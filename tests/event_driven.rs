@@ -2,7 +2,9 @@
 //!
 //! Every monitor here scans every 60 s, and its first scan runs at start;
 //! each test asserts that no second scan ran, so whatever the monitor
-//! noticed, it noticed through a pidfd waking the actor.
+//! noticed, it noticed through a pidfd waking the actor. The last test
+//! shows what the scan then reads: between full scans, nothing a watch
+//! covers.
 
 mod common;
 
@@ -158,5 +160,60 @@ async fn siblings_share_their_parents_watch() {
     let status = handle.status().await.expect("status");
     assert_eq!(status.counters.orphans_found, 5);
     assert_eq!(status.counters.scans, before, "no scan ran");
+    monitor.shutdown().await;
+}
+
+/// Between full scans a check reads only what no watch covers: not a
+/// root watched through its parent's pidfd, nor one whose parent is this
+/// process, nor a unit member. A full scan reads all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_skip_watched_processes_and_full_scans_read_them() {
+    let mut procs = Procs::new();
+    let orphanable = procs.spawn_shell("sleep 300 & echo $!; wait", 1);
+    // Its kid is found as a member of the shell's unit.
+    let unit = procs.spawn_shell("sleep 300 & echo $!; wait", 1);
+    let check = Duration::from_millis(20);
+
+    // Checks every 20 ms; no full scan but the one at start.
+    let builder = Monitor::builder()
+        .check_interval(check)
+        .full_scan_interval(Duration::from_secs(24 * 60 * 60));
+    let (monitor, handle, _log) = common::spawn_monitor(builder).await;
+    let watched = [orphanable.kid().pid, unit.proc.pid];
+    for pid in watched {
+        assert!(handle.track(pid).await.expect("track").exit_watch);
+    }
+    let tracked = common::wait_for_status(&handle, SOON, "the member is found", |s| {
+        s.tracked_count == 3
+    })
+    .await;
+    let status = common::wait_for_status(&handle, SOON, "three more checks", |s| {
+        s.counters.scans >= tracked.counters.scans + 3
+    })
+    .await;
+    let last = status.last_scan.expect("checks ran");
+    assert_eq!(last.processes, 0, "a check read a watched process");
+    assert_eq!(status.counters.full_scans, 1, "only the scan at start");
+    assert_eq!(status.tracked_count, 3, "{status:?}");
+    monitor.shutdown().await;
+
+    // The same processes under a monitor whose every check is full.
+    let builder = Monitor::builder()
+        .check_interval(check)
+        .full_scan_interval(check);
+    let (monitor, handle, _log) = common::spawn_monitor(builder).await;
+    for pid in watched {
+        handle.track(pid).await.expect("track");
+    }
+    let tracked = common::wait_for_status(&handle, SOON, "the member is found", |s| {
+        s.tracked_count == 3
+    })
+    .await;
+    let status = common::wait_for_status(&handle, SOON, "a full scan of all three", |s| {
+        s.counters.full_scans > tracked.counters.full_scans
+            && s.last_scan.is_some_and(|last| last.processes == 3)
+    })
+    .await;
+    assert_eq!(status.counters.full_scans, status.counters.scans);
     monitor.shutdown().await;
 }

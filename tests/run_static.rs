@@ -5,9 +5,11 @@
 //! library at all. There it reaps the usual 100 orphans and passes CMD's
 //! exit code.
 //!
-//! Needs root, util-linux `unshare` and Debian's `busybox-static`
-//! (`.ci/run` installs it); elsewhere it is skipped saying what is
-//! missing, and under `CI=true` a missing piece is a failure.
+//! Needs root, util-linux `unshare`, Debian's `busybox-static` and the
+//! Rust standard library for musl (`rustup target add
+//! x86_64-unknown-linux-musl`; `.ci/run` installs both); elsewhere it is
+//! skipped saying what is missing, and under `CI=true` a missing piece is
+//! a failure.
 
 mod common;
 mod runner;
@@ -20,7 +22,9 @@ use common::Procs;
 use runner::Run;
 
 /// The documented build's output, relative to the workspace.
-const BUILT: &str = "target/x86_64-unknown-linux-gnu/dist/pidguard";
+const BUILT: &str = "target/x86_64-unknown-linux-musl/dist/pidguard";
+/// The target the documented build needs.
+const TARGET: &str = "x86_64-unknown-linux-musl";
 /// Where Debian's `busybox-static` puts the binary.
 const BUSYBOX: &str = "/bin/busybox";
 /// The size limit.
@@ -35,6 +39,22 @@ fn missing(what: &str) -> bool {
     );
     eprintln!("static binary test skipped: {what}");
     true
+}
+
+/// Whether the toolchain has the standard library for [`TARGET`].
+fn target_installed() -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    Command::new(rustc)
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8(out.stdout).ok())
+        .is_some_and(|sysroot| {
+            Path::new(sysroot.trim())
+                .join("lib/rustlib")
+                .join(TARGET)
+                .exists()
+        })
 }
 
 /// Runs the documented build command; returns the binary.
@@ -53,7 +73,7 @@ fn build() -> PathBuf {
             "--profile",
             "dist",
             "--target",
-            "x86_64-unknown-linux-gnu",
+            TARGET,
             "--no-default-features",
             "--bin",
             "pidguard",
@@ -134,6 +154,11 @@ fn the_static_binary_runs_as_pid_1_with_no_c_library() {
         return;
     }
     if !runner::pid_namespaces_or_skip("the_static_binary_runs_as_pid_1_with_no_c_library") {
+        return;
+    }
+    if !target_installed()
+        && missing("no musl standard library (rustup target add x86_64-unknown-linux-musl)")
+    {
         return;
     }
     let binary = build();

@@ -16,7 +16,7 @@ use crate::tools::Tool;
 /// The static build, where the documented command puts it.
 const STATIC: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/target/x86_64-unknown-linux-gnu/dist/pidguard"
+    "/target/x86_64-unknown-linux-musl/dist/pidguard"
 );
 
 /// One supervisor: its name and the argv prefix before CMD.

@@ -34,14 +34,14 @@ fn by_name(name: &str) -> Option<i32> {
         }
     };
     if let Some(rest) = bare.strip_prefix("RTMIN") {
-        return Some(libc::SIGRTMIN() + offset(rest.strip_prefix('+').unwrap_or(rest))?);
+        return Some(signalfd::RTMIN + offset(rest.strip_prefix('+').unwrap_or(rest))?);
     }
     if let Some(rest) = bare.strip_prefix("RTMAX") {
         let back = match rest {
             "" => 0,
             _ => rest.strip_prefix('-')?.parse::<i32>().ok()?,
         };
-        return Some(libc::SIGRTMAX() - back);
+        return Some(signalfd::MAX - back);
     }
     nix::sys::signal::Signal::from_str(&format!("SIG{bare}"))
         .ok()
@@ -108,10 +108,10 @@ mod tests {
         assert_eq!(parse_signal("TERM"), Ok(libc::SIGTERM));
         assert_eq!(parse_signal("sigusr1"), Ok(libc::SIGUSR1));
         assert_eq!(parse_signal("SIGSTKFLT"), Ok(libc::SIGSTKFLT));
-        assert_eq!(parse_signal("RTMIN"), Ok(libc::SIGRTMIN()));
-        assert_eq!(parse_signal("SIGRTMIN+3"), Ok(libc::SIGRTMIN() + 3));
-        assert_eq!(parse_signal("RTMAX"), Ok(libc::SIGRTMAX()));
-        assert_eq!(parse_signal("RTMAX-1"), Ok(libc::SIGRTMAX() - 1));
+        assert_eq!(parse_signal("RTMIN"), Ok(34));
+        assert_eq!(parse_signal("SIGRTMIN+3"), Ok(37));
+        assert_eq!(parse_signal("RTMAX"), Ok(64));
+        assert_eq!(parse_signal("RTMAX-1"), Ok(63));
         assert_eq!(parse_signal("32"), Ok(32));
         for bad in ["0", "65", "-1", "TERMINATE", "", "RTMAX+1"] {
             let error = parse_signal(bad).expect_err(bad);

@@ -44,6 +44,15 @@ pub(crate) struct Received {
 /// The highest signal number (`SIGRTMAX` in the kernel's numbering).
 pub(crate) const MAX: i32 = 64;
 
+/// `SIGRTMIN` as pidguard names it (`RTMIN+3` on the command line, in logs
+/// and in `docs/run.md`): 34, the GNU C library's. The kernel's real-time
+/// signals start at 32 and each C library keeps the first few for itself
+/// (glibc two, musl three), so `libc::SIGRTMIN()` is 34 in the dynamic
+/// build and 35 in the static (musl) one; a fixed number keeps `RTMIN+3`
+/// the same signal in both, the one glibc programs, most of an image's,
+/// mean by it.
+pub(crate) const RTMIN: i32 = 34;
+
 /// The signals pidguard blocks and reads, as the kernel's mask (bit N-1 for
 /// signal N): every signal from 1 to 64 except SIGKILL and SIGSTOP (they
 /// cannot be caught) and SIGCHLD (the monitor's). The C library's own two

@@ -102,9 +102,16 @@ pub enum ShutdownPolicy {
 pub struct Config {
     /// A disabled monitor answers `status()` and refuses `track`.
     pub enabled: bool,
-    /// How often the safety-net scan reads every tracked process.
+    /// How often the safety-net scan reads the tracked processes whose
+    /// exit or orphaning no pidfd watch reports (no pidfd, a parent that
+    /// cannot be watched), and looks for unowned zombies.
     #[serde(with = "humantime_serde")]
     pub check_interval: Duration,
+    /// How often the scan reads every tracked process, watched or not: the
+    /// net under the watches. The first check after this long is a full
+    /// one, so a value shorter than `check_interval` makes every check full.
+    #[serde(with = "humantime_serde")]
+    pub full_scan_interval: Duration,
     /// Time between the termination signal and `SIGKILL`.
     #[serde(with = "humantime_serde")]
     pub grace: Duration,
@@ -148,11 +155,16 @@ pub struct Config {
     pub command_capacity: usize,
 }
 
+/// The largest `event_capacity`: the event channel allocates all of its
+/// slots at once (about 80 bytes each), so this bounds that at about 80 MiB.
+const MAX_EVENT_CAPACITY: usize = 1 << 20;
+
 impl Default for Config {
     fn default() -> Self {
         Self {
             enabled: true,
             check_interval: Duration::from_secs(60),
+            full_scan_interval: Duration::from_secs(60),
             grace: Duration::from_secs(5),
             kill_timeout: Duration::from_secs(5),
             orphan_action: OrphanAction::Terminate,
@@ -200,6 +212,11 @@ impl Config {
         if self.event_capacity == 0 {
             return invalid("event_capacity", "must be at least 1");
         }
+        if self.event_capacity > MAX_EVENT_CAPACITY {
+            // The channel allocates every slot when the first subscriber
+            // comes, inside the running monitor: refuse it here instead.
+            return invalid("event_capacity", "must be at most 1048576");
+        }
         if self.command_capacity == 0 {
             return invalid("command_capacity", "must be at least 1");
         }
@@ -243,6 +260,29 @@ mod tests {
         assert_eq!(config.orphan_action, OrphanAction::Kill);
         let bad = toml::from_str::<Config>("grace = \"soon\"").expect_err("bad duration");
         assert!(bad.to_string().contains("grace"), "{bad}");
+    }
+
+    #[test]
+    fn event_capacity_is_bounded_both_ways() {
+        for (capacity, valid) in [
+            (0, false),
+            (1, true),
+            (1 << 20, true),
+            ((1 << 20) + 1, false),
+        ] {
+            let config = Config {
+                event_capacity: capacity,
+                ..Config::default()
+            };
+            match config.validate() {
+                Ok(()) => assert!(valid, "{capacity} accepted"),
+                Err(Error::InvalidConfig { key, .. }) => {
+                    assert!(!valid, "{capacity} refused");
+                    assert_eq!(key, "event_capacity");
+                }
+                Err(other) => panic!("{capacity}: {other}"),
+            }
+        }
     }
 
     #[test]

@@ -103,6 +103,11 @@ impl Counters {
                 self.scans,
             ),
             plain(
+                "full_scans",
+                "Of the scans, full ones: every tracked process read, watched or not.",
+                self.full_scans,
+            ),
+            plain(
                 "unit_scans",
                 "Unit scans (children lists of units contained by scanning) completed.",
                 self.unit_scans,
@@ -156,7 +161,7 @@ impl Counters {
 }
 
 /// How many plain counters and error kinds [`Published`] holds.
-const PLAIN: usize = 11;
+const PLAIN: usize = 12;
 const KINDS: usize = 5;
 
 /// The shared atomics the actor publishes into.
@@ -181,6 +186,7 @@ impl Published {
     fn load(&self) -> Counters {
         let [
             scans,
+            full_scans,
             unit_scans,
             orphans_found,
             orphans_terminated,
@@ -201,6 +207,7 @@ impl Published {
             .map(|slot| slot.load(Ordering::Relaxed));
         Counters {
             scans,
+            full_scans,
             unit_scans,
             orphans_found,
             orphans_terminated,
@@ -226,6 +233,7 @@ impl Published {
 fn plain_values(c: &Counters) -> [u64; PLAIN] {
     [
         c.scans,
+        c.full_scans,
         c.unit_scans,
         c.orphans_found,
         c.orphans_terminated,
@@ -271,10 +279,11 @@ mod tests {
         let mut counters = Counters::default();
         // Distinct values per field, so a swapped pair would show.
         let values = (1..=u64::try_from(PLAIN).expect("small")).collect::<Vec<_>>();
-        let [a, b, c, d, e, f, g, h, i, j, k] = values[..] else {
+        let [a, b, c, d, e, f, g, h, i, j, k, l] = values[..] else {
             unreachable!("PLAIN values")
         };
         counters.scans = a;
+        counters.full_scans = l;
         counters.unit_scans = b;
         counters.orphans_found = c;
         counters.orphans_terminated = d;

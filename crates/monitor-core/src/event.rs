@@ -1,6 +1,9 @@
 //! The monitor's event stream.
 
+use std::sync::OnceLock;
+
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
 use crate::{ExitStatus, OrphanAction, ProcessId, Signal, UnitResources};
 
@@ -187,6 +190,46 @@ pub enum ErrorKind {
     Scan,
 }
 
+/// The sending side of the event stream, made on the first subscription.
+///
+/// A broadcast channel allocates and initialises every one of its slots
+/// when it is made (about 80 bytes each: 320 KiB for the 4,096 events
+/// `pidguard run` keeps), and until somebody subscribes an event has nobody
+/// to go to: a send without a receiver drops it. So the channel is made
+/// when it is first needed, and a monitor nobody listens to pays nothing
+/// for it. Its capacity is bounded by `Config::validate`.
+#[derive(Debug)]
+pub(crate) struct EventBus {
+    capacity: usize,
+    sender: OnceLock<broadcast::Sender<Event>>,
+}
+
+impl EventBus {
+    /// A bus whose channel, once made, keeps `capacity` events per subscriber.
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            sender: OnceLock::new(),
+        }
+    }
+
+    /// Sends `event` to every subscriber; like `broadcast::Sender::send`,
+    /// an error only means nobody listens (the event is dropped).
+    pub(crate) fn send(&self, event: Event) -> Result<usize, broadcast::error::SendError<Event>> {
+        match self.sender.get() {
+            Some(sender) => sender.send(event),
+            None => Err(broadcast::error::SendError(event)),
+        }
+    }
+
+    /// A new subscriber, which sees every event sent from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.sender
+            .get_or_init(|| broadcast::channel(self.capacity).0)
+            .subscribe()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +255,32 @@ mod tests {
             }),
         };
         assert_eq!(exited.to_string(), "4242@1234 exited: killed by SIGTERM");
+    }
+
+    #[test]
+    fn the_bus_makes_its_channel_for_the_first_subscriber() {
+        let bus = EventBus::new(2);
+        let killed = |pid| Event::Killed {
+            id: ProcessId::new(pid, 1),
+        };
+        assert!(bus.sender.get().is_none(), "nothing allocated before");
+        assert!(
+            matches!(bus.send(killed(1)), Err(broadcast::error::SendError(e)) if e == killed(1)),
+            "nobody listens yet"
+        );
+        let mut first = bus.subscribe();
+        let mut second = bus.subscribe();
+        assert_eq!(bus.send(killed(2)).ok(), Some(2));
+        assert_eq!(first.try_recv(), Ok(killed(2)), "the event before is gone");
+        assert_eq!(second.try_recv(), Ok(killed(2)));
+        // The capacity holds once the channel exists.
+        for pid in 3..6 {
+            bus.send(killed(pid)).expect("subscribed");
+        }
+        assert_eq!(
+            first.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(1))
+        );
     }
 
     #[test]

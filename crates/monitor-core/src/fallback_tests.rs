@@ -1,7 +1,8 @@
 //! The pidfd fallback against real processes: with pidfds switched off in
 //! the Linux backend (as on a kernel before 5.3, or out of descriptors),
 //! status says so, and exits and orphans are still handled, each noticed
-//! by a scan (the counter moved between the cause and the event).
+//! by a scan (the counter moved between the cause and the event): by a
+//! check, which reads every process no watch covers, not by a full scan.
 
 use std::io::{BufRead, BufReader};
 use std::os::fd::OwnedFd;
@@ -68,6 +69,8 @@ async fn without_pidfds_the_scan_handles_exits_and_orphans() {
     let (_sweeps, sweeps_rx) = mpsc::channel(1);
     let config = Config {
         check_interval: Duration::from_millis(200),
+        // No full scan but the one at start: what is seen, a check saw.
+        full_scan_interval: Duration::from_secs(24 * 60 * 60),
         ..Config::default()
     };
     let monitor = Monitor::start(
@@ -108,6 +111,20 @@ async fn without_pidfds_the_scan_handles_exits_and_orphans() {
     let status = handle.status().await.expect("status");
     assert!(!status.pidfd_supported);
     assert_eq!(status.scan_only, 2);
+    // Every check reads both: nothing watches them.
+    let tracked_at = status.counters.scans;
+    let status = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let status = handle.status().await.expect("status");
+            if status.counters.scans >= tracked_at + 2 {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("two checks within 10 s");
+    assert_eq!(status.last_scan.map(|last| last.processes), Some(2));
 
     // An exit: only a scan can notice it.
     let before = scans(&handle).await;
@@ -140,5 +157,7 @@ async fn without_pidfds_the_scan_handles_exits_and_orphans() {
         |e| matches!(e, Event::Exited { id, .. } if *id == orphan.id),
     )
     .await;
+    let full_scans = handle.status().await.expect("status").counters.full_scans;
+    assert_eq!(full_scans, 1, "only the scan at start was full");
     monitor.shutdown().await;
 }

@@ -163,7 +163,8 @@ pub use event::{ErrorKind, Event};
 pub use handle::MonitorHandle;
 pub use id::{ExitStatus, ProcessId, Signal, UnknownSignal};
 pub use limits::{
-    CHECK_INTERVAL_RANGE, DurationRange, GRACE_RANGE, KILL_TIMEOUT_RANGE, UNIT_SCAN_INTERVAL_RANGE,
+    CHECK_INTERVAL_RANGE, DurationRange, FULL_SCAN_INTERVAL_RANGE, GRACE_RANGE, KILL_TIMEOUT_RANGE,
+    UNIT_SCAN_INTERVAL_RANGE,
 };
 pub use monitor::{Monitor, MonitorBuilder};
 pub use spawn::SpawnOptions;

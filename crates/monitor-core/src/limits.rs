@@ -73,6 +73,14 @@ pub const UNIT_SCAN_INTERVAL_RANGE: DurationRange = DurationRange {
     max: Duration::from_secs(60 * 60),
 };
 
+/// The full-scan interval (every tracked process read, watched or not):
+/// the same bounds as [`CHECK_INTERVAL_RANGE`].
+pub const FULL_SCAN_INTERVAL_RANGE: DurationRange = DurationRange {
+    key: "full_scan_interval",
+    min: Duration::from_millis(10),
+    max: Duration::from_secs(24 * 60 * 60),
+};
+
 /// The longest wait [`deadline`] ever schedules: well below the deadline
 /// queue's limit of 2^36 ms, and above every range here.
 const LONGEST_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
@@ -91,6 +99,7 @@ pub(crate) fn deadline(now: Instant, after: Duration) -> Instant {
 pub(crate) fn check_config(config: &Config) -> Result<(), Error> {
     CHECK_INTERVAL_RANGE.check(config.check_interval)?;
     UNIT_SCAN_INTERVAL_RANGE.check(config.unit_scan_interval)?;
+    FULL_SCAN_INTERVAL_RANGE.check(config.full_scan_interval)?;
     GRACE_RANGE.check(config.grace)?;
     KILL_TIMEOUT_RANGE.check(config.kill_timeout)
 }

@@ -4,13 +4,14 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::actor::{Actor, Inputs};
 use crate::cgroup::{Hierarchy, Subtree};
 use crate::counters::Published;
+use crate::event::EventBus;
 use crate::os::{LinuxOs, Os};
 use crate::supervisor::spawn_watched;
 use crate::{
@@ -100,7 +101,8 @@ impl Monitor {
         let (commands_tx, commands_rx) = mpsc::channel(config.command_capacity);
         // One scan is in flight at a time, so one slot is enough.
         let (scans_tx, scans_rx) = mpsc::channel(1);
-        let (events, _) = broadcast::channel(config.event_capacity);
+        // Allocated for the first subscriber (see `EventBus`).
+        let events = EventBus::new(config.event_capacity);
         let tasks = TaskTracker::new();
         let unit_rescan = Arc::new(Notify::new());
         if config.enabled {
@@ -112,6 +114,7 @@ impl Monitor {
                     Arc::clone(&os),
                     scan::Periods {
                         check: config.check_interval,
+                        full: config.full_scan_interval,
                         unit: config.unit_scan_interval,
                     },
                     Arc::clone(&unit_rescan),
@@ -211,6 +214,12 @@ impl MonitorBuilder {
     /// Sets the scan interval.
     pub fn check_interval(mut self, interval: Duration) -> Self {
         self.config.check_interval = interval;
+        self
+    }
+
+    /// Sets how often every tracked process is read, watched or not.
+    pub fn full_scan_interval(mut self, interval: Duration) -> Self {
+        self.config.full_scan_interval = interval;
         self
     }
 

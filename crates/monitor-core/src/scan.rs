@@ -1,10 +1,17 @@
-//! The interval scan: the safety net that reads every tracked process
-//! through procfs, off the actor's task.
+//! The interval scan: the safety net that reads tracked processes through
+//! procfs, off the actor's task.
 //!
 //! The scanner task owns the `Interval`. On each tick it asks the actor for
 //! a snapshot of the tracked set (cheap `Arc` clones), reads `/proc` on the
 //! blocking pool, and sends the observations back. The actor never waits for
 //! a scan, so a scan of 10,000 processes never delays a command.
+//!
+//! What a tick reads: a process whose exit and orphaning pidfd watches
+//! report (`ScanTarget::watched`) is read only by a *full* scan, at most
+//! every `full_scan_interval`; every other process (no pidfd, a parent that
+//! cannot be watched, a member this process may adopt) is read on every
+//! tick. So a quiet tick over 1,000 watched processes reads nothing, and
+//! the idle cost follows events, not tracked processes times ticks.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -30,6 +37,10 @@ pub(crate) struct ScanTarget {
     /// A unit member, not a root: it is orphaned with its unit, never by
     /// its own parent, so only an exit or an adoption is news.
     pub(crate) member: bool,
+    /// Everything a scan could tell about it comes through pidfd watches
+    /// (its exit, and its recorded parent's death or a parent that never
+    /// dies first), so only full scans read it.
+    pub(crate) watched: bool,
 }
 
 /// What the actor hands the scanner on each tick.
@@ -70,6 +81,8 @@ pub(crate) struct ScanReport {
     pub(crate) observations: Vec<(ProcessId, Observation)>,
     /// How many tracked processes were read.
     pub(crate) processes: usize,
+    /// Whether it read every tracked process, watched or not.
+    pub(crate) full: bool,
     pub(crate) zombies: Vec<ProcessId>,
     pub(crate) duration: Duration,
 }
@@ -113,15 +126,24 @@ pub(crate) struct UnitReport {
 /// tracks one) then needs no thread besides the runtime's.
 const INLINE_TARGETS: usize = 8;
 
-/// Reads every target once. Runs on the blocking pool (inline when small).
-pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot) -> ScanReport {
+/// Whether a tick reads `target`: a full one reads every target.
+fn reads(target: &ScanTarget, full: bool) -> bool {
+    full || !target.watched
+}
+
+/// Reads every target once (`full`), or those that are not watched. Runs
+/// on the blocking pool (inline when small).
+pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot, full: bool) -> ScanReport {
     let started = std::time::Instant::now();
+    let mut processes = 0;
     // Many tracked processes share one parent; read each named parent once.
     let mut parents: HashMap<ProcessId, bool> = HashMap::new();
     let observations: Vec<_> = snapshot
         .targets
         .iter()
+        .filter(|target| reads(target, full))
         .filter_map(|target| {
+            processes += 1;
             let observation = match os.stat(&target.handle) {
                 None => Observation::Gone,
                 Some(info) if info.exited => Observation::Exited,
@@ -158,7 +180,8 @@ pub(crate) fn scan(os: &dyn Os, snapshot: Snapshot) -> ScanReport {
         Vec::new()
     };
     ScanReport {
-        processes: snapshot.targets.len(),
+        processes,
+        full,
         observations,
         zombies,
         duration: started.elapsed(),
@@ -183,21 +206,25 @@ pub(crate) fn unit_scan(os: &dyn Os, snapshot: &UnitSnapshot) -> UnitReport {
     }
 }
 
-/// The scanner's two periods.
+/// The scanner's periods.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Periods {
-    /// The safety-net scan of every tracked process.
+    /// The safety-net scan of the tracked processes that are not watched.
     pub(crate) check: Duration,
+    /// The full scan of every tracked process, watched or not: the first
+    /// check tick at least this long after the last full scan is one.
+    pub(crate) full: Duration,
     /// The unit scan of the members of units contained by scanning.
     pub(crate) unit: Duration,
 }
 
-/// The scanner task: two intervals. The check interval reads every tracked
-/// process (the safety net); the unit interval reads the children lists of
-/// the members of units contained by scanning (their only way to find new
-/// members between exits), and so does `rescan`, which the actor notifies
-/// when such a member exits. Each asks the actor for a snapshot, reads on
-/// the blocking pool, and reports.
+/// The scanner task: two intervals. The check interval reads the tracked
+/// processes that are not watched, and every one of them once the full
+/// period has passed (the safety net); the unit interval reads the
+/// children lists of the members of units contained by scanning (their
+/// only way to find new members between exits), and so does `rescan`,
+/// which the actor notifies when such a member exits. Each asks the actor
+/// for a snapshot, reads on the blocking pool, and reports.
 pub(crate) async fn run(
     os: Arc<dyn Os>,
     periods: Periods,
@@ -211,18 +238,26 @@ pub(crate) async fn run(
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut unit_interval = time::interval_at(Instant::now() + periods.unit, periods.unit);
     unit_interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // The first tick (at start) is a full scan.
+    let mut last_full: Option<Instant> = None;
     loop {
-        let unit_tick = tokio::select! {
+        let check_tick = tokio::select! {
             () = cancel.cancelled() => break,
-            _ = interval.tick() => false,
-            _ = unit_interval.tick() => true,
-            () = rescan.notified() => true,
+            at = interval.tick() => Some(at),
+            _ = unit_interval.tick() => None,
+            () = rescan.notified() => None,
         };
-        if unit_tick {
+        let Some(at) = check_tick else {
             if !scan_units(&os, &to_actor).await {
                 break;
             }
             continue;
+        };
+        // `at` is the tick's scheduled instant, so a full period that is a
+        // multiple of the check interval falls exactly on a tick.
+        let full = last_full.is_none_or(|last| at.saturating_duration_since(last) >= periods.full);
+        if full {
+            last_full = Some(at);
         }
         let (reply, snapshot) = oneshot::channel();
         if to_actor.send(ScanMsg::Snapshot(reply)).await.is_err() {
@@ -230,11 +265,17 @@ pub(crate) async fn run(
         }
         let Ok(snapshot) = snapshot.await else { break };
         let os = Arc::clone(&os);
-        let small = snapshot.targets.len() <= INLINE_TARGETS && !snapshot.find_zombies;
+        let reading = snapshot
+            .targets
+            .iter()
+            .filter(|target| reads(target, full))
+            .take(INLINE_TARGETS + 1)
+            .count();
+        let small = reading <= INLINE_TARGETS && !snapshot.find_zombies;
         let report = if small {
-            scan(os.as_ref(), snapshot)
+            scan(os.as_ref(), snapshot, full)
         } else {
-            match tokio::task::spawn_blocking(move || scan(os.as_ref(), snapshot)).await {
+            match tokio::task::spawn_blocking(move || scan(os.as_ref(), snapshot, full)).await {
                 Ok(report) => report,
                 Err(error) => {
                     tracing::error!(%error, "scan task failed; the next tick retries");

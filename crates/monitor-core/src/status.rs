@@ -63,6 +63,8 @@ pub struct TrackedStatus {
 pub struct Counters {
     /// Scans completed.
     pub scans: u64,
+    /// Of those, full scans: every tracked process read, watched or not.
+    pub full_scans: u64,
     /// Unit scans completed (children lists of the members of units
     /// contained by scanning), on the unit interval or after a member's
     /// exit; none while no unit is contained by scanning.
@@ -93,7 +95,8 @@ pub struct Counters {
     pub errors_by_kind: ErrorCounts,
 }
 
-/// What the last scan read and how long it took.
+/// What the last scan read and how long it took. Between full scans a
+/// scan reads only the processes no pidfd watch covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ScanSummary {

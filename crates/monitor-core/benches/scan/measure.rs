@@ -33,6 +33,9 @@ pub(crate) struct Tracking {
 pub(crate) async fn start_tracking(pids: &[i32], interval: Duration) -> (Monitor, Tracking) {
     let monitor = Monitor::builder()
         .check_interval(interval)
+        // What a full scan costs is measured: every check reads everything
+        // (between full scans, a check skips the watched processes).
+        .full_scan_interval(interval)
         // The parent `sh` lives on; if it did not, reporting is enough here.
         .orphan_action(OrphanAction::Notify)
         .spawn()

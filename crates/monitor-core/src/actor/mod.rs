@@ -21,6 +21,7 @@ use tokio_util::time::{DelayQueue, delay_queue};
 use tracing::Span;
 
 use crate::cgroup::Subtree;
+use crate::event::EventBus;
 use crate::os::{Os, ProcHandle};
 use crate::scan::{Observation, ScanMsg, ScanReport, ScanTarget, Snapshot, UnitSnapshot};
 use crate::watch::{Watch, WatchKey};
@@ -247,7 +248,7 @@ pub(crate) struct Actor {
     /// Escalation wake-ups, keyed back to the process by identity.
     deadlines: DelayQueue<ProcessId>,
     /// Every event goes here; subscribers each hold a receiver.
-    events: broadcast::Sender<Event>,
+    events: EventBus,
     counters: Counters,
     last_scan: Option<ScanSummary>,
     unowned_zombies: BTreeSet<ProcessId>,
@@ -279,7 +280,7 @@ impl Actor {
     pub(crate) fn new(
         os: Arc<dyn Os>,
         config: Config,
-        events: broadcast::Sender<Event>,
+        events: EventBus,
         subreaper: bool,
         ready: mpsc::UnboundedSender<WatchKey>,
         unit_rescan: Arc<Notify>,
@@ -460,7 +461,23 @@ impl Actor {
     }
 
     fn snapshot(&mut self) -> Snapshot {
-        let tracked = &self.tracked;
+        let (tracked, parents, my_pid) = (&self.tracked, &self.parents, self.my_pid);
+        let may_adopt = self.subreaper || my_pid == 1;
+        // What only a scan would notice: an exit without a watch; for a
+        // root, the death of a parent that is not watched (init and this
+        // process never die first); for a member, an adoption.
+        let watched = |entry: &Entry| {
+            let pid = entry.id().pid;
+            entry.watch.is_some()
+                && if entry.is_root() {
+                    [1, my_pid].contains(&entry.parent.pid)
+                        || parents
+                            .get(&entry.parent)
+                            .is_some_and(|watch| watch.children.contains(&pid))
+                } else {
+                    !(entry.adoptable && may_adopt)
+                }
+        };
         let targets = self.scan_targets.get_or_insert_with(|| {
             tracked
                 .values()
@@ -470,6 +487,7 @@ impl Actor {
                     named_parent: entry.named_parent,
                     adoptable: entry.adoptable,
                     member: !entry.is_root(),
+                    watched: watched(entry),
                 })
                 .collect()
         });
@@ -505,6 +523,7 @@ impl Actor {
 
     fn apply_scan(&mut self, report: ScanReport) {
         self.counters.scans += 1;
+        self.counters.full_scans += u64::from(report.full);
         self.last_scan = Some(ScanSummary {
             processes: report.processes,
             duration: report.duration,
