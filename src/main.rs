@@ -26,7 +26,6 @@ mod log_style;
 mod metrics;
 #[cfg(feature = "daemon")]
 mod paths;
-mod procfs;
 #[cfg(feature = "daemon")]
 mod protocol;
 mod run;

@@ -101,7 +101,8 @@ fn json_log_lines_parse_with_their_fields() {
         assert_eq!(started["level"], json!("INFO"));
         let signalled = find("leftover signalled");
         assert!(signalled["fields"]["pid"].is_u64(), "{signalled}");
-        assert_eq!(signalled["fields"]["name"], json!("sleep"), "{signalled}");
+        // The name, or "?" when the leftover was gone before it was read.
+        assert!(signalled["fields"]["name"].is_string(), "{signalled}");
         assert_eq!(
             signalled["fields"]["signal"],
             json!("SIGTERM"),

@@ -35,7 +35,9 @@ fn parent_dies(options: &str, env: Option<(&str, &str)>) -> Option<i32> {
     let line = run.expect_line(SOON, "pidguard <pid>", |l| l.starts_with("pidguard "));
     let pid: i32 = line["pidguard ".len()..].parse().expect("a pid");
     let pidguard = procs.pin_child_of(pid, &run.proc);
-    run.expect_line(SOON, "ready", |l| l.starts_with("ready "));
+    let ready = run.expect_line(SOON, "ready", |l| l.starts_with("ready "));
+    // CMD, pinned: the guard kills it if pidguard does not end it.
+    let cmd = procs.pin(ready["ready ".len()..].trim().parse().expect("a pid"));
     let shell = run.proc.clone();
     procs.kill_and_reap(&shell);
     // pidguard is now this process's child (we are its subreaper).
@@ -58,6 +60,11 @@ fn parent_dies(options: &str, env: Option<(&str, &str)>) -> Option<i32> {
                 {
                     runner::signal_number_pinned(&pidguard, libc::SIGKILL);
                     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pidguard.pid), None);
+                    // Killed, pidguard could not end CMD nor remove its
+                    // cgroup (where it had one): do both here.
+                    cmd.kill();
+                    common::wait_until_blocking(SOON, "CMD is gone", || cmd.is_dead());
+                    common::remove_cgroups_of(pidguard.pid.unsigned_abs());
                     return None;
                 }
                 std::thread::sleep(common::POLL);

@@ -11,11 +11,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{Procs, SOON, wait_for_status, wait_until};
-use monitor_core::Monitor;
+use monitor_core::{Containment, Monitor};
 
 const MEMBERS: usize = 1000;
 
-/// The root forks 1,000 `sleep`s that ignore SIGTERM (so SIGKILL must
+/// Under `scan` containment (the cgroup path has its own test in
+/// `units_cgroup.rs`): the root forks 1,000 `sleep`s that ignore SIGTERM (so SIGKILL must
 /// follow), says so, and waits. `terminate` ends all 1,001 processes, and
 /// none is left running or as a zombie.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,6 +24,7 @@ async fn a_thousand_member_unit_ends_with_nothing_left() {
     let mut procs = Procs::new();
     let (monitor, handle, _log) = common::spawn_monitor(
         Monitor::builder()
+            .containment(Containment::Scan)
             .subreaper(true)
             .grace(Duration::from_millis(500)),
     )
@@ -85,8 +87,12 @@ async fn a_thousand_member_unit_ends_with_nothing_left() {
 async fn an_adopting_unit_gets_back_a_double_forked_grandchild() {
     for adopt in [true, false] {
         let mut procs = Procs::new();
-        let (monitor, handle, _log) =
-            common::spawn_monitor(Monitor::builder().subreaper(true)).await;
+        let (monitor, handle, _log) = common::spawn_monitor(
+            Monitor::builder()
+                .containment(Containment::Scan)
+                .subreaper(true),
+        )
+        .await;
         let mut command = Command::new("sh");
         command
             .args(["-c", "(setsid sleep 300 & echo $!); read x"])

@@ -45,7 +45,7 @@ pub(crate) fn owner(pid: i32) -> io::Result<u32> {
 /// track cannot slip another user's process in.
 pub(crate) fn still_owned_by(id: ProcessId, uid: u32) -> bool {
     let owned = owner(id.pid).is_ok_and(|owner| owner == uid);
-    owned && crate::procfs::start_time(id.pid) == Some(id.start_time)
+    owned && ProcessId::of(id.pid) == Some(id)
 }
 
 #[cfg(test)]
@@ -57,7 +57,7 @@ mod tests {
         let me = i32::try_from(std::process::id()).expect("pid fits");
         let uid = rustix::process::getuid().as_raw();
         assert_eq!(owner(me).expect("own status"), uid);
-        let id = ProcessId::new(me, crate::procfs::start_time(me).expect("own stat"));
+        let id = ProcessId::of(me).expect("own stat");
         assert!(still_owned_by(id, uid));
         assert!(!still_owned_by(ProcessId::new(me, id.start_time + 1), uid));
         assert!(

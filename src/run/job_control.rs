@@ -20,7 +20,6 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 use super::caller;
 use super::signals::Target;
-use crate::procfs;
 
 /// Watches for CMD being stopped: a SIGCHLD listener of pidguard's own
 /// (next to the monitor's), which must exist before CMD starts.
@@ -54,12 +53,20 @@ impl StopWatch {
     /// After a SIGCHLD: if CMD is stopped, stop pidguard until the shell
     /// continues it, then continue CMD.
     pub(crate) fn follow(&self, cmd: ProcessId, target: &Target) {
-        if self.sigchld.is_none() || !procfs::is_stopped(cmd) {
+        if self.sigchld.is_none() || !is_stopped(cmd) {
             return;
         }
         tracing::info!(pid = cmd.pid, "command stopped; stopping too");
         stop_until_continued(cmd, target, true);
     }
+}
+
+/// Whether `id` is stopped (state `T`, e.g. by SIGTSTP); a pid that names
+/// another process now reads false.
+fn is_stopped(id: ProcessId) -> bool {
+    procfs::process::Process::new(id.pid)
+        .and_then(|process| process.stat())
+        .is_ok_and(|stat| stat.state == 'T' && stat.starttime == id.start_time)
 }
 
 /// Stops pidguard until a SIGCONT continues it, then continues CMD (or its

@@ -1,68 +1,63 @@
-//! Cleaning up after CMD: every descendant still alive when CMD has exited
-//! is a leftover. Each gets SIGTERM, then SIGKILL once the grace period is
-//! over, through the monitor (pidfd-pinned, escalations running side by
-//! side), and pidguard waits, bounded, until it has no child left.
-//!
-//! It is event-driven: the whole descendant tree is signalled at once, and
-//! pidguard's children are looked at again after every batch of `Reaped`
-//! events, because a reaped leftover's own children were just reparented to
-//! pidguard (and may have been forked after the first walk). A second
-//! SIGTERM or SIGINT cuts every grace period short.
+//! Cleaning up after CMD. CMD is the root of a unit in the monitor: its
+//! descendants, present and future, are members (found as the unit's
+//! containment allows, and, since pidguard is a subreaper or init, every
+//! orphan reparented to pidguard joins it too). When CMD exits, the monitor
+//! ends the unit: every member still alive gets SIGTERM, then SIGKILL once
+//! the grace period is over, all side by side. This cleanup only waits,
+//! bounded, for the unit's end, says what the monitor did to each
+//! leftover, and cuts the grace short on a second SIGTERM or SIGINT.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use monitor_core::{Error, Event, MonitorHandle, ProcessId, TrackOptions};
+use monitor_core::{Event, MonitorHandle, ProcessId};
 use tokio::sync::{broadcast, mpsc};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::signals;
-use crate::procfs;
 
 /// How long a leftover may take to vanish after SIGKILL before pidguard
 /// stops waiting for it (it is stuck in the kernel); the monitor's
 /// `kill_timeout` is the same.
 pub(crate) const KILL_WAIT: Duration = Duration::from_secs(5);
 
-/// A leftover being terminated.
-#[derive(Debug)]
-struct Leftover {
-    id: ProcessId,
-    name: String,
-}
-
-/// The cleanup of CMD's leftovers.
+/// The wait for CMD's unit to end.
 pub(crate) struct Cleanup {
     monitor: MonitorHandle,
+    /// CMD: the root of the unit.
+    root: ProcessId,
     grace: Duration,
-    /// Set by a second SIGTERM/SIGINT (or `--grace 0`): SIGKILL at once.
-    kill_now: bool,
-    leftovers: HashMap<i32, Leftover>,
+    /// Set by a second SIGTERM/SIGINT: the unit was killed.
+    killed: bool,
+    /// Leftovers' command names, read once for the log (only when it is on).
+    names: HashMap<i32, String>,
 }
 
 /// How the cleanup ended.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// pidguard has no child left.
+    /// The unit is over: nothing CMD started is left.
     AllGone,
     /// The bound (grace plus [`KILL_WAIT`]) passed with these still there.
     GaveUp(Vec<i32>),
 }
 
 impl Cleanup {
-    /// A cleanup that terminates through `monitor` with `grace`.
-    pub(crate) fn new(monitor: MonitorHandle, grace: Duration) -> Self {
+    /// The cleanup of `root`'s unit, whose members the monitor terminates
+    /// with `grace`.
+    pub(crate) fn new(monitor: MonitorHandle, root: ProcessId, grace: Duration) -> Self {
         Self {
             monitor,
+            root,
             grace,
-            kill_now: grace.is_zero(),
-            leftovers: HashMap::new(),
+            killed: false,
+            names: HashMap::new(),
         }
     }
 
-    /// Terminates every descendant and waits until none is left, or until
-    /// the bound. `events` must have been subscribed before the first walk;
+    /// Waits until CMD's unit has ended, or until the bound. `events` must
+    /// have been subscribed before this is called (an end after the
+    /// subscription is an event, one before it shows in the status);
     /// `signals` are the signals pidguard receives meanwhile.
     pub(crate) async fn run(
         mut self,
@@ -70,31 +65,34 @@ impl Cleanup {
         signals: &mut mpsc::Receiver<i32>,
     ) -> Outcome {
         let deadline = Instant::now() + self.grace + KILL_WAIT;
+        if !self.unit_exists().await {
+            self.drain(events);
+            return Outcome::AllGone;
+        }
         loop {
-            if !self.sweep().await {
-                // The monitor emits an event in the same step as the reap
-                // (and this runtime has one thread), so every event about
-                // the leftovers is queued by now: log them too.
-                while let Ok(event) = events.try_recv() {
-                    self.note(Ok(event));
-                }
-                return Outcome::AllGone;
-            }
             tokio::select! {
-                event = events.recv() => {
-                    if matches!(event, Err(broadcast::error::RecvError::Closed)) {
-                        // The monitor stopped: nothing can be reaped any more.
-                        return Outcome::GaveUp(procfs::children("self"));
+                event = events.recv() => match event {
+                    Ok(event @ Event::UnitEnded { root, .. }) if root == self.root => {
+                        self.note(&event);
+                        self.drain(events);
+                        return Outcome::AllGone;
                     }
-                    self.note(event);
-                    // Take the whole batch before walking the tree again.
-                    while let Ok(event) = events.try_recv() {
-                        self.note(Ok(event));
+                    Ok(event) => self.note(&event),
+                    // The monitor stopped: nothing more will happen.
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return Outcome::GaveUp(self.left().await);
                     }
-                }
+                    // Missed events may hold the end: ask.
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(missed, "event stream lagged");
+                        if !self.unit_exists().await {
+                            return Outcome::AllGone;
+                        }
+                    }
+                },
                 Some(number) = signals.recv() => self.on_signal(number).await,
                 () = tokio::time::sleep_until(deadline) => {
-                    let left = procfs::children("self");
+                    let left = self.left().await;
                     tracing::warn!(?left, "leftovers still there after the grace period and the kill wait; giving up");
                     return Outcome::GaveUp(left);
                 }
@@ -102,140 +100,108 @@ impl Cleanup {
         }
     }
 
-    /// Walks the descendant tree and terminates (or kills) every process
-    /// not yet handled. Returns whether pidguard had a child at the start.
-    ///
-    /// The walk reads the tree first and signals after, so a leftover's
-    /// children are the ones it had before it was signalled (whatever it
-    /// starts in answer comes to pidguard when it dies). It does not descend
-    /// into leftovers already handled: their subtrees were walked when they
-    /// were found, and what they fork later comes to pidguard (and into this
-    /// walk) when they die. So after the first walk, each one reads
-    /// pidguard's own children list and the subtrees of new processes only.
-    async fn sweep(&mut self) -> bool {
-        let mut pending = procfs::children("self");
-        let any = !pending.is_empty();
-        let mut found = Vec::new();
-        while let Some(pid) = pending.pop() {
-            let start_time = procfs::start_time(pid);
-            if let Some(known) = self.leftovers.get(&pid)
-                && Some(known.id.start_time) == start_time
-            {
-                continue;
-            }
-            pending.extend(procfs::children(&pid.to_string()));
-            found.push(pid);
+    /// Logs the events already queued (the monitor emits them in the same
+    /// step as the unit's end).
+    fn drain(&mut self, events: &mut broadcast::Receiver<Event>) {
+        while let Ok(event) = events.try_recv() {
+            self.note(&event);
         }
-        // All at once: the monitor takes the requests back to back instead
-        // of one round trip after the other.
-        let mut takes = JoinSet::new();
-        for pid in found {
-            takes.spawn(take(self.monitor.clone(), pid, self.grace, self.kill_now));
-        }
-        while let Some(taken) = takes.join_next().await {
-            if let Ok(Some((pid, leftover))) = taken {
-                self.leftovers.insert(pid, leftover);
-            }
-        }
-        any
     }
 
-    /// Logs what the monitor did to a leftover, and forgets reaped ones.
-    fn note(&mut self, event: Result<Event, broadcast::error::RecvError>) {
+    async fn unit_exists(&self) -> bool {
+        self.monitor
+            .status()
+            .await
+            .is_ok_and(|status| status.units.iter().any(|unit| unit.root == self.root))
+    }
+
+    /// The unit's members still tracked.
+    async fn left(&self) -> Vec<i32> {
+        self.monitor.status().await.map_or_else(
+            |_| Vec::new(),
+            |status| {
+                status
+                    .tracked
+                    .iter()
+                    .filter(|t| t.descendant_of == Some(self.root))
+                    .map(|t| t.id.pid)
+                    .collect()
+            },
+        )
+    }
+
+    /// Logs what the monitor did to a leftover.
+    fn note(&mut self, event: &Event) {
         match event {
-            Ok(Event::Signalled { id, signal }) => {
-                if let Some(leftover) = self.leftovers.get(&id.pid) {
-                    tracing::info!(pid = id.pid, name = leftover.name, %signal, "leftover signalled");
-                }
+            Event::Signalled { id, signal } => {
+                let name = self.name(id.pid);
+                tracing::info!(pid = id.pid, name, %signal, "leftover signalled");
             }
-            Ok(Event::Killed { id }) => {
-                if let Some(leftover) = self.leftovers.get(&id.pid) {
-                    tracing::info!(
-                        pid = id.pid,
-                        name = leftover.name,
-                        signal = "SIGKILL",
-                        "leftover signalled"
-                    );
-                }
+            Event::Killed { id } => {
+                let name = self.name(id.pid);
+                tracing::info!(pid = id.pid, name, signal = "SIGKILL", "leftover signalled");
             }
-            Ok(Event::Reaped { pid, status }) => {
-                let name = self.leftovers.remove(&pid).map(|leftover| leftover.name);
+            Event::Reaped { pid, status } => {
+                let name = self.names.remove(pid);
                 tracing::debug!(pid, name = name.as_deref().unwrap_or("?"), %status, "reaped");
             }
-            Ok(Event::Error { message, id, .. }) => {
+            Event::UnitEnded {
+                root,
+                resources: Some(used),
+            } if *root == self.root => {
+                // What CMD and everything it started used, where the
+                // cgroup says.
+                tracing::info!(
+                    cpu = ?used.cpu_usec.map(Duration::from_micros),
+                    memory_peak_bytes = used.memory_peak_bytes,
+                    "the command's unit ended"
+                );
+            }
+            Event::Refused { id, uid, .. } => {
+                tracing::warn!(
+                    pid = id.pid,
+                    uid,
+                    "a leftover of another user is left alone"
+                );
+            }
+            Event::Error { message, id, .. } => {
                 tracing::warn!(pid = id.map(|id| id.pid), message, "monitor error");
             }
-            Ok(_) => {}
-            // Missed events only mean the next walk finds what changed.
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                tracing::debug!(missed, "event stream lagged");
-            }
-            Err(broadcast::error::RecvError::Closed) => {}
+            _ => {}
         }
     }
 
-    /// SIGTERM or SIGINT during the cleanup: SIGKILL every leftover now.
+    /// The leftover's command name, read once and only when it is logged.
+    fn name(&mut self, pid: i32) -> String {
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return String::new();
+        }
+        self.names
+            .entry(pid)
+            .or_insert_with(|| {
+                procfs::process::Process::new(pid)
+                    .and_then(|process| process.stat())
+                    .map_or_else(|_| "?".to_owned(), |stat| stat.comm)
+            })
+            .clone()
+    }
+
+    /// SIGTERM or SIGINT during the cleanup: SIGKILL the whole unit now.
     /// Other signals have nobody to go to: CMD is gone.
     async fn on_signal(&mut self, number: i32) {
         if number != libc::SIGTERM && number != libc::SIGINT {
             tracing::debug!(signal = signals::name(number), "ignored: CMD has exited");
             return;
         }
-        if self.kill_now {
+        if self.killed {
             return;
         }
         tracing::info!(
             signal = signals::name(number),
-            leftovers = self.leftovers.len(),
             "skipping the grace period: SIGKILL to every leftover"
         );
-        self.kill_now = true;
-        let pids: Vec<i32> = self.leftovers.keys().copied().collect();
-        for pid in pids {
-            // Gone meanwhile (NotTracked) is what we want anyway.
-            let _ = self.monitor.kill(pid).await;
-        }
-    }
-}
-
-/// Tracks one leftover through the monitor and starts its termination
-/// (SIGKILL at once with `kill`). Returns it if it is now being handled.
-async fn take(
-    monitor: MonitorHandle,
-    pid: i32,
-    grace: Duration,
-    kill: bool,
-) -> Option<(i32, Leftover)> {
-    let name = procfs::command_name(pid);
-    let options = TrackOptions::new().grace(grace);
-    let tracked = match monitor.track_with(pid, options).await {
-        Ok(tracked) => tracked,
-        // Exited meanwhile (the monitor reaps it), or already handled.
-        Err(Error::NoSuchProcess { .. } | Error::AlreadyExited { .. }) => return None,
-        Err(Error::AlreadyTracked { id }) => return Some((pid, Leftover { id, name })),
-        Err(error) => {
-            tracing::warn!(pid, name, %error, "cannot terminate leftover");
-            return None;
-        }
-    };
-    let stop = if kill {
-        monitor.kill(pid).await
-    } else {
-        monitor.terminate(pid).await
-    };
-    match stop {
-        Ok(_) => Some((
-            pid,
-            Leftover {
-                id: tracked.id,
-                name,
-            },
-        )),
-        // It exited between the two requests: the monitor settled it.
-        Err(Error::NotTracked { .. }) => None,
-        Err(error) => {
-            tracing::warn!(pid, name, %error, "cannot terminate leftover");
-            None
-        }
+        self.killed = true;
+        // Gone meanwhile (NotTracked) is what we want anyway.
+        let _ = self.monitor.kill(self.root.pid).await;
     }
 }

@@ -22,8 +22,8 @@
 //! - `leftovers`: terminating what CMD left behind.
 //! - `job_control`: stopping with CMD when it is stopped from the terminal.
 //! - `logging`, `json_lines`: pidguard's own log lines (text or JSON).
-//! - `exit_code`: the exit code (the `/proc` reads are the crate's
-//!   `procfs`, shared with the daemon).
+//! - `exit_code`: the exit code (the `/proc` reads are the `procfs`
+//!   crate).
 
 mod args;
 mod caller;

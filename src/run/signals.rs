@@ -154,7 +154,7 @@ impl Target {
         }
         let pidfd = Pid::from_raw(cmd.pid)
             .and_then(|pid| rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok())
-            .filter(|_| crate::procfs::start_time(cmd.pid) == Some(cmd.start_time));
+            .filter(|_| ProcessId::of(cmd.pid) == Some(cmd));
         Self::Process {
             pid: cmd.pid,
             pidfd,

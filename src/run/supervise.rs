@@ -2,7 +2,9 @@
 //! signals until it exits, clean up its leftovers, and report its status.
 
 use anyhow::Context as _;
-use monitor_core::{Config, Error, Monitor, ReapPolicy, ShutdownPolicy};
+use monitor_core::{
+    Config, Error, Monitor, OrphanAction, ReapPolicy, ShutdownPolicy, SpawnOptions, TrackOptions,
+};
 
 use super::args::RunArgs;
 use super::caller::{self, CallerSignals};
@@ -13,7 +15,7 @@ use super::signals::{self, Target};
 use super::{command, exit_code};
 
 /// Events the cleanup may fall behind by before it sees `Lagged`. Lagging
-/// is harmless there (it looks at its children again), but the missed
+/// is harmless there (it asks for the unit's status), but the missed
 /// events' log lines are lost; the slots are allocated up front.
 const EVENT_CAPACITY: usize = 4096;
 
@@ -34,10 +36,10 @@ pub(crate) async fn run(
     config.grace = args.grace;
     config.kill_timeout = leftovers::KILL_WAIT;
     config.event_capacity = EVENT_CAPACITY;
-    // The leftovers are this run's own cleanup (`leftovers.rs`), after
-    // CMD's exit: CMD is tracked alone, and the monitor's shutdown leaves
-    // whatever `--leave-orphans` keeps.
-    config.tree = false;
+    // CMD is the root of a unit: when it exits, the monitor terminates
+    // what the unit still holds (`leftovers.rs` waits for that). With
+    // `--leave-orphans` it is a unit of one, and the monitor's shutdown
+    // leaves the rest running.
     config.shutdown = ShutdownPolicy::Leave;
     let monitor = Monitor::spawn(config).context("starting the monitor")?;
     let handle = monitor.handle();
@@ -49,7 +51,22 @@ pub(crate) async fn run(
     let mut stops = StopWatch::new(foreground && !as_init).context("watching for stops")?;
 
     let cmd = command::build(&args.command, caller, foreground);
-    let child = match handle.spawn(cmd).await {
+    // Whatever CMD starts is its unit's, orphans reparented to pidguard
+    // included; `--grace 0` kills without a SIGTERM first.
+    let action = if args.grace.is_zero() {
+        OrphanAction::Kill
+    } else {
+        OrphanAction::Terminate
+    };
+    let unit = TrackOptions::new().tree(!args.leave_orphans).action(action);
+    let spawn = SpawnOptions::new()
+        .track(unit)
+        .adopt_orphans(!args.leave_orphans);
+    // Subscribed before CMD starts, so the cleanup sees everything the
+    // monitor does to CMD's unit once CMD has exited; until then the events
+    // are dropped as they come.
+    let mut events = handle.subscribe().await.context("subscribing to events")?;
+    let child = match handle.spawn_with(cmd, spawn).await {
         Ok(child) => child,
         Err(Error::Spawn { program, source }) => {
             tracing::error!(program, error = %source, "cannot run the command");
@@ -73,7 +90,12 @@ pub(crate) async fn run(
     tokio::pin!(exited);
     let status = loop {
         tokio::select! {
+            // CMD's exit first: the monitor hands over its status before it
+            // emits anything about the rest of its unit, in the same step,
+            // so no event about the leftovers is dropped below.
+            biased;
             status = &mut exited => break status.context("waiting for the command")?,
+            _ = events.recv() => {}
             Some(number) = received.recv() => {
                 target.send(number);
                 // As dumb-init does: CMD stopped, pidguard stops too, and a
@@ -94,15 +116,9 @@ pub(crate) async fn run(
     }
 
     if args.leave_orphans {
-        let left = crate::procfs::children("self");
-        if !left.is_empty() {
-            tracing::info!(?left, "leaving the command's descendants running");
-        }
+        tracing::info!("leaving the command's descendants running");
     } else {
-        // Subscribed only now: nothing before matters to the cleanup, which
-        // starts by walking the tree, and a long run's events never pile up.
-        let mut events = handle.subscribe().await.context("subscribing to events")?;
-        if let Outcome::GaveUp(left) = Cleanup::new(handle.clone(), args.grace)
+        if let Outcome::GaveUp(left) = Cleanup::new(handle.clone(), cmd_id, args.grace)
             .run(&mut events, &mut received)
             .await
         {

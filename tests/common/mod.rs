@@ -27,12 +27,14 @@
 //! - `events.rs`: [`EventLog`].
 //! - `monitor.rs`: starting a monitor for a test.
 //! - `privileges.rs`: re-running a test unprivileged.
+//! - `cgroups.rs`: the cgroup directories a monitor of a process made.
 //!
 //! Everything is re-exported here, so tests name it `common::X`.
 
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
+mod cgroups;
 mod events;
 mod monitor;
 mod privileges;
@@ -43,6 +45,7 @@ mod wait;
 // Each test binary names a different subset of these, too.
 #[allow(unused_imports)]
 pub(crate) use self::{
+    cgroups::{cgroup_dirs_of, remove_cgroups_of},
     events::{EventLog, recv_matching},
     monitor::{FAST_SCAN, fast_monitor, init_tracing, spawn_monitor},
     privileges::{NOBODY, rerun_as_nobody},

@@ -212,9 +212,9 @@ fn events_prints_each_event_as_it_happens() {
         );
         client.track(sleep.pid);
         client.ok(json!({"request": "untrack", "pid": sleep.pid}));
-        // Keepalive lines (no event) come on a quiet stream; skip them.
+        // Skip keepalive lines (no event) and unit ends (a root, no id).
         if let Ok(line) = rx.recv_timeout(std::time::Duration::from_millis(100))
-            && line.contains("\"event\"")
+            && line.contains("\"id\"")
         {
             break line;
         }

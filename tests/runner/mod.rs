@@ -142,9 +142,10 @@ impl Run {
             }
             assert!(
                 start.elapsed() < timeout,
-                "pid {} did not exit within {timeout:?}; stdout: {:?}",
+                "pid {} did not exit within {timeout:?}; stdout: {:?}; stderr so far:\n{}",
                 self.proc.pid,
-                self.stdout_seen
+                self.stdout_seen,
+                self.stderr.lock().unwrap_or_else(PoisonError::into_inner)
             );
             std::thread::sleep(crate::common::POLL);
         };

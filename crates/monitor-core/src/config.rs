@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Signal};
+use crate::{Containment, Error, Signal};
 
 /// What the monitor does to a tracked process whose recorded parent died.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -127,6 +127,11 @@ pub struct Config {
     /// fork can escape such a unit.
     #[serde(with = "humantime_serde")]
     pub unit_scan_interval: Duration,
+    /// The strongest mechanism units may use to find their members:
+    /// `cgroup` (the default: the strongest the monitor has, falling back
+    /// when it may not write a cgroup subtree), or `scan` (children lists
+    /// only). What each unit got is reported in status.
+    pub containment: Containment,
     /// The signal that starts a `terminate` action; a track can override it.
     pub term_signal: Signal,
     /// Which exited children to reap.
@@ -154,6 +159,7 @@ impl Default for Config {
             orphan_target: OrphanTarget::Tree,
             tree: true,
             unit_scan_interval: Duration::from_secs(1),
+            containment: Containment::Cgroup,
             term_signal: Signal::TERM,
             reap_policy: ReapPolicy::Owned,
             subreaper: false,
@@ -174,6 +180,12 @@ impl Config {
         }
         if self.unit_scan_interval.is_zero() {
             return invalid("unit_scan_interval", "must be longer than zero");
+        }
+        if self.containment == Containment::None {
+            return invalid(
+                "containment",
+                "must be \"cgroup\" or \"scan\"; turn units off with tree = false",
+            );
         }
         if self.kill_timeout.is_zero() {
             return invalid("kill_timeout", "must be longer than zero");

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ExitStatus, OrphanAction, ProcessId, Signal};
+use crate::{ExitStatus, OrphanAction, ProcessId, Signal, UnitResources};
 
 /// Something the monitor saw or did. Subscribe with
 /// [`crate::MonitorHandle::subscribe`]; a slow subscriber misses events
@@ -76,6 +76,8 @@ pub enum Event {
     UnitEnded {
         /// The unit's root.
         root: ProcessId,
+        /// What it used, where its containment tells (a cgroup).
+        resources: Option<UnitResources>,
     },
     /// A process was refused as a member of a unit, or a signal to it was
     /// withheld, because its real uid is not the unit owner's (and the
@@ -118,7 +120,7 @@ impl Event {
             | Self::Refused { id, .. } => Some(*id),
             Self::Error { id, .. } => *id,
             Self::Reaped { .. } => None,
-            Self::UnitEnded { root } => Some(*root),
+            Self::UnitEnded { root, .. } => Some(*root),
         }
     }
 
@@ -153,7 +155,7 @@ impl std::fmt::Display for Event {
             Self::Adopted { id } => write!(f, "{id} adopted"),
             Self::Reaped { pid, status } => write!(f, "{pid} reaped: {status}"),
             Self::UnownedZombie { id } => write!(f, "{id} is an unowned zombie child"),
-            Self::UnitEnded { root } => write!(f, "the unit of {root} ended"),
+            Self::UnitEnded { root, .. } => write!(f, "the unit of {root} ended"),
             Self::Refused {
                 id,
                 root,

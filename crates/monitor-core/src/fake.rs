@@ -3,13 +3,17 @@
 //! Processes are plain records. A signal is recorded with the virtual time
 //! it was sent at; a process dies on `SIGKILL`, and on the termination
 //! signal unless it ignores it. Dead non-children vanish at once, as if
-//! their new parent reaped them, and their children go to init.
+//! their new parent reaped them, and their children go to init. A dead
+//! child of the monitor stays a zombie with its exit status until the
+//! monitor reaps it (through a [`FakeChild`] or the pidfd path), and
+//! raises SIGCHLD if a channel for it was set.
 
 use std::collections::HashMap;
 use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use nix::errno::Errno;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::os::{Os, ProcHandle, ProcInfo};
@@ -33,6 +37,8 @@ pub(crate) struct FakeProc {
     pub(crate) uid: u32,
     /// Signalling it panics, as a bug in the actor would.
     pub(crate) signal_panics: bool,
+    /// Exited and not yet reaped (only children of the monitor linger).
+    pub(crate) zombie: Option<ExitStatus>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,21 +52,37 @@ pub(crate) struct Sent {
 struct Table {
     procs: HashMap<i32, FakeProc>,
     sent: Vec<Sent>,
+    /// How each process that died ended.
+    statuses: HashMap<i32, ExitStatus>,
 }
 
 impl Table {
-    /// Removes a process (reaped at once) and reparents its children to init.
-    fn die(&mut self, pid: i32) {
-        self.procs.remove(&pid);
+    /// Ends a running process and reparents its children to init. A child
+    /// of the monitor becomes a zombie (returns true: SIGCHLD is due);
+    /// any other process is reaped at once by its parent.
+    fn die(&mut self, pid: i32, status: ExitStatus) -> bool {
+        let Some(proc) = self.procs.get_mut(&pid).filter(|p| p.zombie.is_none()) else {
+            return false;
+        };
+        self.statuses.insert(pid, status);
+        let zombie = proc.ppid == MY_PID;
+        if zombie {
+            proc.zombie = Some(status);
+        } else {
+            self.procs.remove(&pid);
+        }
         for proc in self.procs.values_mut().filter(|p| p.ppid == pid) {
             proc.ppid = 1;
         }
+        zombie
     }
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct FakeOs {
     table: Mutex<Table>,
+    /// Where a child of the monitor's death raises SIGCHLD.
+    sigchld: Mutex<Option<mpsc::Sender<()>>>,
 }
 
 impl FakeOs {
@@ -105,11 +127,71 @@ impl FakeOs {
 
     /// The process dies; its children are reparented to init.
     pub(crate) fn kill_parent(&self, pid: i32) {
-        self.table().die(pid);
+        self.exit_with(pid, ExitStatus::Exited(0));
     }
 
+    /// The process exits with `status`: a child of the monitor lingers as a
+    /// zombie (and raises SIGCHLD), anything else is reaped by its parent.
+    pub(crate) fn exit_with(&self, pid: i32, status: ExitStatus) {
+        let zombie = self.table().die(pid, status);
+        if zombie {
+            self.raise_sigchld();
+        }
+    }
+
+    /// Raise SIGCHLD on this channel when a child of the monitor dies.
+    pub(crate) fn set_sigchld(&self, sigchld: mpsc::Sender<()>) {
+        *self.sigchld.lock().expect("no test panics holding it") = Some(sigchld);
+    }
+
+    fn raise_sigchld(&self) {
+        if let Some(sigchld) = self
+            .sigchld
+            .lock()
+            .expect("no test panics holding it")
+            .as_ref()
+        {
+            // Full: a sweep is pending already (SIGCHLD coalesces too).
+            let _ = sigchld.try_send(());
+        }
+    }
+
+    /// Whether the process exists, a zombie included.
     pub(crate) fn is_alive(&self, pid: i32) -> bool {
         self.table().procs.contains_key(&pid)
+    }
+
+    /// Whether the process runs (exists and has not exited).
+    pub(crate) fn is_running(&self, pid: i32) -> bool {
+        self.table()
+            .procs
+            .get(&pid)
+            .is_some_and(|p| p.zombie.is_none())
+    }
+
+    /// How the process ended, once it has.
+    pub(crate) fn exit_status(&self, pid: i32) -> Option<ExitStatus> {
+        self.table().statuses.get(&pid).copied()
+    }
+
+    /// Reaps a zombie child of the monitor by pid, as `waitpid` would.
+    fn wait_child(&self, pid: i32, start_time: u64) -> io::Result<Option<ExitStatus>> {
+        let mut table = self.table();
+        match table.procs.get(&pid) {
+            Some(p) if p.ppid != MY_PID || p.start_time != start_time => {
+                Err(io::Error::from(Errno::ECHILD))
+            }
+            Some(FakeProc {
+                zombie: Some(status),
+                ..
+            }) => {
+                let status = *status;
+                table.procs.remove(&pid);
+                Ok(Some(status))
+            }
+            Some(_) => Ok(None),
+            None => Err(io::Error::from(Errno::ECHILD)),
+        }
     }
 
     pub(crate) fn sent(&self) -> Vec<Sent> {
@@ -117,11 +199,37 @@ impl FakeOs {
     }
 }
 
+/// A child of the fake monitor, handed over as a `Child` would be: its
+/// `try_wait` reaps the zombie from the fake table. `pub` (in this
+/// test-only module) because `ChildProcess::Fake` is.
+#[derive(Debug, Clone)]
+pub struct FakeChild {
+    os: Arc<FakeOs>,
+    id: ProcessId,
+}
+
+impl FakeChild {
+    pub(crate) fn new(os: &Arc<FakeOs>, id: ProcessId) -> Self {
+        Self {
+            os: Arc::clone(os),
+            id,
+        }
+    }
+
+    pub(crate) fn pid(&self) -> i32 {
+        self.id.pid
+    }
+
+    pub(crate) fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        self.os.wait_child(self.id.pid, self.id.start_time)
+    }
+}
+
 fn info(pid: i32, proc: &FakeProc) -> ProcInfo {
     ProcInfo {
         start_time: proc.start_time,
         ppid: proc.ppid,
-        exited: false,
+        exited: proc.zombie.is_some(),
         pgrp: if proc.pgrp == 0 { pid } else { proc.pgrp },
     }
 }
@@ -166,6 +274,10 @@ impl Os for FakeOs {
         children
     }
 
+    fn command_name(&self, handle: &ProcHandle) -> Option<String> {
+        self.stat(handle).map(|_| format!("fake{}", handle.id.pid))
+    }
+
     fn own_children(&self) -> Vec<i32> {
         let mut children: Vec<i32> = self
             .table()
@@ -183,7 +295,7 @@ impl Os for FakeOs {
             .table()
             .procs
             .iter()
-            .filter(|(pid, proc)| info(**pid, proc).pgrp == pgid)
+            .filter(|(pid, proc)| proc.zombie.is_none() && info(**pid, proc).pgrp == pgid)
             .map(|(pid, _)| *pid)
             .collect();
         members.sort_unstable();
@@ -248,22 +360,33 @@ impl Os for FakeOs {
         } else {
             !proc.ignores_term
         };
-        if dies {
-            table.die(id.pid);
+        let status = ExitStatus::Signaled {
+            signal: signal.as_raw(),
+            core_dumped: false,
+        };
+        // A zombie takes the signal and stays as it is.
+        if dies && table.die(id.pid, status) {
+            drop(table);
+            self.raise_sigchld();
         }
         Ok(())
     }
 
-    fn reap(&self, _handle: &ProcHandle) -> io::Result<Option<ExitStatus>> {
-        Err(io::Error::from(Errno::ECHILD))
+    fn reap(&self, handle: &ProcHandle) -> io::Result<Option<ExitStatus>> {
+        self.wait_child(handle.id.pid, handle.id.start_time)
     }
 
     fn reap_any(&self, _named: bool) -> io::Result<Option<crate::os::Reaped>> {
         Ok(None)
     }
 
-    fn child_zombies(&self, _skip: &std::collections::HashSet<i32>) -> Vec<ProcessId> {
-        Vec::new()
+    fn child_zombies(&self, skip: &std::collections::HashSet<i32>) -> Vec<ProcessId> {
+        self.table()
+            .procs
+            .iter()
+            .filter(|(pid, p)| p.ppid == MY_PID && p.zombie.is_some() && !skip.contains(pid))
+            .map(|(pid, p)| ProcessId::new(*pid, p.start_time))
+            .collect()
     }
 
     fn set_subreaper(&self) -> io::Result<()> {

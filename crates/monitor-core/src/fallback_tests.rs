@@ -75,6 +75,7 @@ async fn without_pidfds_the_scan_handles_exits_and_orphans() {
         Arc::new(LinuxOs::without_pidfd()),
         CancellationToken::new(),
         sweeps_rx,
+        None,
     )
     .expect("monitor starts");
     let handle = monitor.handle();

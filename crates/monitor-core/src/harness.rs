@@ -34,9 +34,17 @@ impl Harness {
     pub(crate) async fn start(config: Config) -> Self {
         let os = FakeOs::new();
         let (sweeps, sweeps_rx) = mpsc::channel(1);
+        // A child of the monitor that dies raises SIGCHLD, as in the kernel.
+        os.set_sigchld(sweeps.clone());
         let t0 = Instant::now();
-        let monitor = Monitor::start(config, os.clone(), CancellationToken::new(), sweeps_rx)
-            .expect("monitor starts");
+        let monitor = Monitor::start(
+            config,
+            os.clone(),
+            CancellationToken::new(),
+            sweeps_rx,
+            None,
+        )
+        .expect("monitor starts");
         let handle = monitor.handle();
         let events = handle.subscribe().await.expect("subscribe");
         Self {

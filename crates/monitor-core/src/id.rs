@@ -28,6 +28,14 @@ impl ProcessId {
     pub fn new(pid: i32, start_time: u64) -> Self {
         Self { pid, start_time }
     }
+
+    /// The identity `pid` names now, read from `/proc/<pid>/stat`; `None`
+    /// when there is no such process. A snapshot: to act on the process
+    /// later, track it (the monitor pins it), or compare identities.
+    pub fn of(pid: i32) -> Option<Self> {
+        let stat = procfs::process::Process::new(pid).ok()?.stat().ok()?;
+        Some(Self::new(pid, stat.starttime))
+    }
 }
 
 impl fmt::Display for ProcessId {

@@ -64,6 +64,15 @@ pub const CHECK_INTERVAL_RANGE: DurationRange = DurationRange {
     max: Duration::from_secs(24 * 60 * 60),
 };
 
+/// How often units contained by scanning look for new members: from 10 ms
+/// (each look reads every member's children lists) to an hour (beyond
+/// that, a double fork has all the time it wants to escape).
+pub const UNIT_SCAN_INTERVAL_RANGE: DurationRange = DurationRange {
+    key: "unit_scan_interval",
+    min: Duration::from_millis(10),
+    max: Duration::from_secs(60 * 60),
+};
+
 /// The longest wait [`deadline`] ever schedules: well below the deadline
 /// queue's limit of 2^36 ms, and above every range here.
 const LONGEST_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
@@ -81,6 +90,7 @@ pub(crate) fn deadline(now: Instant, after: Duration) -> Instant {
 /// The duration checks of [`Config::validate`].
 pub(crate) fn check_config(config: &Config) -> Result<(), Error> {
     CHECK_INTERVAL_RANGE.check(config.check_interval)?;
+    UNIT_SCAN_INTERVAL_RANGE.check(config.unit_scan_interval)?;
     GRACE_RANGE.check(config.grace)?;
     KILL_TIMEOUT_RANGE.check(config.kill_timeout)
 }
@@ -94,6 +104,27 @@ impl TrackOptions {
             Some(grace) => GRACE_RANGE.check(grace),
             None => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod unit_scan_tests {
+    use super::*;
+
+    #[test]
+    fn the_unit_scan_interval_is_bounded_by_name() {
+        let config = Config {
+            unit_scan_interval: Duration::from_secs(2 * 60 * 60),
+            ..Config::default()
+        };
+        let error = check_config(&config).expect_err("two hours is out of range");
+        assert!(error.to_string().contains("unit_scan_interval"), "{error}");
+        let config = Config {
+            unit_scan_interval: Duration::from_millis(1),
+            ..Config::default()
+        };
+        assert!(check_config(&config).is_err());
+        check_config(&Config::default()).expect("the default is in range");
     }
 }
 

@@ -9,13 +9,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::actor::{Actor, Inputs};
+use crate::cgroup::{Hierarchy, Subtree};
 use crate::counters::Published;
 use crate::os::{LinuxOs, Os};
 use crate::supervisor::spawn_watched;
 use crate::{
     Config, Error, LiveCounters, MonitorHandle, OrphanAction, ReapPolicy, ShutdownPolicy, Signal,
 };
-use crate::{reap, scan};
+use crate::{Containment, reap, scan};
 
 /// A running monitor: its tasks, its cancellation token and a handle.
 ///
@@ -59,7 +60,11 @@ impl Monitor {
             None
         };
         let (sweeps_tx, sweeps_rx) = mpsc::channel(1);
-        let monitor = Self::start(config, os, parent.child_token(), sweeps_rx)?;
+        // Made on the first spawn that needs a leaf, not here: a monitor
+        // that never spawns leaves no trace in the cgroup tree.
+        let cgroups = (config.enabled && config.containment == Containment::Cgroup)
+            .then_some(cgroup_subtree as fn() -> Option<Subtree>);
+        let monitor = Self::start(config, os, parent.child_token(), sweeps_rx, cgroups)?;
         if let Some(sigchld) = sigchld {
             let cancel = monitor.cancel.clone();
             let cost = Arc::clone(&monitor.sweep_cost);
@@ -80,6 +85,7 @@ impl Monitor {
         os: Arc<dyn Os>,
         cancel: CancellationToken,
         sweeps: mpsc::Receiver<()>,
+        cgroups: Option<fn() -> Option<Subtree>>,
     ) -> Result<Self, Error> {
         let mut subreaper = false;
         if config.enabled && config.subreaper {
@@ -128,7 +134,8 @@ impl Monitor {
             cancel.clone(),
         )
         .measuring_sweeps(Arc::clone(&sweep_cost))
-        .publishing(Arc::clone(&counters));
+        .publishing(Arc::clone(&counters))
+        .with_cgroups(cgroups);
         let inputs = Inputs {
             commands: commands_rx,
             scans: scans_rx,
@@ -243,6 +250,13 @@ impl MonitorBuilder {
         self
     }
 
+    /// Sets the strongest containment units may use
+    /// ([`Config::containment`]).
+    pub fn containment(mut self, containment: Containment) -> Self {
+        self.config.containment = containment;
+        self
+    }
+
     /// Sets the shutdown policy.
     pub fn shutdown(mut self, policy: ShutdownPolicy) -> Self {
         self.config.shutdown = policy;
@@ -262,5 +276,26 @@ impl MonitorBuilder {
     /// Spawns the monitor tied to a token; see [`Monitor::spawn_with_token`].
     pub fn spawn_with_token(self, parent: &CancellationToken) -> Result<Monitor, Error> {
         Monitor::spawn_with_token(self.config, parent)
+    }
+}
+
+/// The monitor's own cgroup subtree, where it may make one: units of the
+/// children it spawns then live in leaves of it. Where it may not (not
+/// root, no delegation, no cgroup v2), units fall back to weaker
+/// containment, and the log says why once.
+fn cgroup_subtree() -> Option<Subtree> {
+    match Hierarchy::discover().and_then(|hierarchy| hierarchy.create_subtree()) {
+        Ok(subtree) => {
+            tracing::info!(path = %subtree.path().display(), "units of spawned children live in cgroups");
+            Some(subtree)
+        }
+        Err(error) if error.is_unavailable() => {
+            tracing::info!(%error, "no cgroup containment for units; they fall back to scanning");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(%error, "no cgroup containment for units; they fall back to scanning");
+            None
+        }
     }
 }

@@ -100,6 +100,10 @@ pub(crate) trait Os: Send + Sync + 'static {
     /// The pids of this process's own children (every thread's list).
     fn own_children(&self) -> Vec<i32>;
 
+    /// A pinned process's command name (`/proc/<pid>/comm`), for logs;
+    /// `None` once it is reaped.
+    fn command_name(&self, handle: &ProcHandle) -> Option<String>;
+
     /// Every process in process group `pgid`.
     fn group_members(&self, pgid: i32) -> Vec<i32>;
 
@@ -313,6 +317,13 @@ impl Os for LinuxOs {
 
     fn own_children(&self) -> Vec<i32> {
         read_children(self.my_pid)
+    }
+
+    fn command_name(&self, handle: &ProcHandle) -> Option<String> {
+        let name = std::fs::read_to_string(format!("/proc/{}/comm", handle.id.pid)).ok()?;
+        // Read by pid: it was this process's only if it still holds it.
+        self.stat(handle)?;
+        Some(name.trim_end().to_owned())
     }
 
     fn group_members(&self, pgid: i32) -> Vec<i32> {

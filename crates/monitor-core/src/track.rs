@@ -160,6 +160,9 @@ pub enum ChildProcess {
     Std(std::process::Child),
     /// A `tokio::process::Child`.
     Tokio(tokio::process::Child),
+    /// A child of the fake process table (this crate's unit tests only).
+    #[cfg(test)]
+    Fake(crate::fake::FakeChild),
 }
 
 impl ChildProcess {
@@ -168,6 +171,8 @@ impl ChildProcess {
         let id = match self {
             Self::Std(child) => Some(child.id()),
             Self::Tokio(child) => child.id(),
+            #[cfg(test)]
+            Self::Fake(child) => u32::try_from(child.pid()).ok(),
         };
         id.and_then(|id| i32::try_from(id).ok())
     }
@@ -178,6 +183,8 @@ impl ChildProcess {
         let status = match self {
             Self::Std(child) => child.try_wait()?,
             Self::Tokio(child) => child.try_wait()?,
+            #[cfg(test)]
+            Self::Fake(child) => return child.try_wait(),
         };
         Ok(status.map(ExitStatus::from))
     }

@@ -14,6 +14,16 @@ use crate::ProcessId;
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Containment {
+    /// The unit lives in a cgroup v2 leaf the monitor created, and its
+    /// root was spawned into it: membership is the kernel's own list
+    /// (`cgroup.procs`), nothing a member forks can leave it, emptiness is
+    /// `populated 0` (watched, not polled), and a kill is `cgroup.kill`,
+    /// which a process forking meanwhile cannot outrun. Only for children
+    /// the monitor spawns, where it may write a cgroup subtree (root, a
+    /// systemd service with `Delegate=yes`, a container with a writable
+    /// cgroup namespace). The strongest; the default ceiling
+    /// ([`crate::Config::containment`]).
+    Cgroup,
     /// Members are found in their parents' children lists
     /// (`/proc/<pid>/task/*/children`): when the unit is made, whenever a
     /// member exits, and every `unit_scan_interval`. A process forked and
@@ -27,6 +37,7 @@ pub enum Containment {
 impl std::fmt::Display for Containment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
+            Self::Cgroup => "cgroup",
             Self::Scan => "scan",
             Self::None => "none",
         })
@@ -54,4 +65,23 @@ pub struct UnitStatus {
     /// `track_child`): shutdown under [`crate::ShutdownPolicy::TerminateUnits`]
     /// ends this unit.
     pub owned: bool,
+    /// What the unit has used, where its containment gives the figures for
+    /// nothing (a cgroup); `None` otherwise.
+    pub resources: Option<UnitResources>,
+}
+
+/// What a unit has used, from its cgroup's files. A figure is `None` where
+/// the controller that provides it is not enabled for the monitor's
+/// cgroup (the monitor never enables one itself).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UnitResources {
+    /// CPU time, user and system, in microseconds (`cpu.stat`).
+    pub cpu_usec: Option<u64>,
+    /// Memory in use now, in bytes (`memory.current`).
+    pub memory_bytes: Option<u64>,
+    /// The most memory it ever used, in bytes (`memory.peak`).
+    pub memory_peak_bytes: Option<u64>,
+    /// Processes now (`pids.current`).
+    pub pids: Option<u64>,
 }

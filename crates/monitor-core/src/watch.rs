@@ -33,6 +33,8 @@ pub(crate) enum WatchKey {
     Exit(ProcessId),
     /// A recorded parent may have exited: its tracked children are orphans.
     Parent(ProcessId),
+    /// A unit's cgroup changed (`cgroup.events`): perhaps it emptied.
+    Unit(ProcessId),
 }
 
 /// Wakes the actor with a key. The channel is unbounded because a waker

@@ -41,6 +41,7 @@ impl Actor {
         if !self.tracked.contains_key(&pid)
             && let Some(root) = self.rootless_unit(pid)
         {
+            self.mark_stopping(root, kill);
             let members = self.unit_pids(root);
             let tracked = members
                 .first()
@@ -60,6 +61,7 @@ impl Actor {
             // a unit of one is its root alone.
             None if entry.is_root() => {
                 let root = entry.id();
+                self.mark_stopping(root, kill);
                 self.discover_tree(root);
                 self.unit_pids(root)
                     .into_iter()
@@ -75,7 +77,15 @@ impl Actor {
         Ok(tracked)
     }
 
-    fn stop_one(&mut self, pid: i32, kill: bool) {
+    /// The whole unit of `root` is being stopped: members found from now on
+    /// are stopped the same way (a kill is never weakened to a terminate).
+    fn mark_stopping(&mut self, root: ProcessId, kill: bool) {
+        if let Some(unit) = self.units.get_mut(&root) {
+            unit.stopping = Some(kill || unit.stopping == Some(true));
+        }
+    }
+
+    pub(super) fn stop_one(&mut self, pid: i32, kill: bool) {
         let Some(entry) = self.tracked.get_mut(&pid) else {
             return;
         };
@@ -220,7 +230,16 @@ impl Actor {
     }
 
     pub(super) fn send_kill(&mut self, pid: i32) {
-        if !self.deliver(pid, Signal::KILL) {
+        // A cgroup unit is killed whole, forks in flight included (its
+        // authorization checked for every process in it); the member's own
+        // escalation goes on as if its SIGKILL had been sent.
+        let root = self
+            .tracked
+            .get(&pid)
+            .filter(|entry| entry.containment == crate::Containment::Cgroup)
+            .map(|entry| entry.root());
+        let by_cgroup = root.is_some_and(|root| self.kill_cgroup(root));
+        if !by_cgroup && !self.deliver(pid, Signal::KILL) {
             return;
         }
         let Some((id, requested)) = self.tracked.get(&pid).map(|e| (e.id(), e.stop_requested))

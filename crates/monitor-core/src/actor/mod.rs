@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::time::{DelayQueue, delay_queue};
 use tracing::Span;
 
+use crate::cgroup::Subtree;
 use crate::os::{Os, ProcHandle};
 use crate::scan::{Observation, ScanMsg, ScanReport, ScanTarget, Snapshot, UnitSnapshot};
 use crate::watch::{Watch, WatchKey};
@@ -80,6 +81,32 @@ pub(crate) enum Command {
     Shutdown {
         reply: oneshot::Sender<()>,
     },
+}
+
+/// The monitor's cgroup subtree, if units may have one.
+#[derive(Debug)]
+enum Cgroups {
+    /// Not for this monitor (config, or a test's fake OS).
+    Off,
+    /// To be made by this on the first spawn that needs a leaf.
+    NotYet(fn() -> Option<Subtree>),
+    /// Made: spawned children start in leaves of it.
+    Ready(Subtree),
+    /// It could not be made (the log said why once): scanning it is.
+    Unavailable,
+}
+
+impl Cgroups {
+    /// The subtree, made now if this is the first time it is needed.
+    fn get(&mut self) -> Option<&Subtree> {
+        if let Self::NotYet(make) = *self {
+            *self = make().map_or(Self::Unavailable, Self::Ready);
+        }
+        match self {
+            Self::Ready(subtree) => Some(subtree),
+            Self::Off | Self::NotYet(_) | Self::Unavailable => None,
+        }
+    }
 }
 
 /// How the actor learns that its process is gone in the shutdown wait.
@@ -208,6 +235,14 @@ pub(crate) struct Actor {
     /// The root of the unit that orphans reparented to this process join
     /// (`SpawnOptions::adopt_orphans`).
     adopting: Option<ProcessId>,
+    /// Set while a spawn that asks for `adopt_orphans` tracks its child.
+    adopt_into_next_unit: bool,
+    /// The monitor's own cgroup subtree, made on the first spawn that
+    /// needs a leaf: spawned children start in leaves of it.
+    cgroups: Cgroups,
+    /// The leaf a spawn's child was started in, taken by its unit as it is
+    /// made.
+    next_leaf: Option<crate::cgroup::Leaf>,
     released: Vec<Released>,
     /// Escalation wake-ups, keyed back to the process by identity.
     deadlines: DelayQueue<ProcessId>,
@@ -261,6 +296,9 @@ impl Actor {
             units: HashMap::new(),
             unit_rescan,
             adopting: None,
+            adopt_into_next_unit: false,
+            cgroups: Cgroups::Off,
+            next_leaf: None,
             released: Vec::new(),
             deadlines: DelayQueue::new(),
             events,
@@ -286,6 +324,13 @@ impl Actor {
     /// Copies the counters into `published` after each message.
     pub(crate) fn publishing(mut self, published: Arc<crate::counters::Published>) -> Self {
         self.published = published;
+        self
+    }
+
+    /// Units of spawned children live in leaves of the subtree `make`
+    /// makes (when it can), on the first spawn that needs one.
+    pub(crate) fn with_cgroups(mut self, make: Option<fn() -> Option<Subtree>>) -> Self {
+        self.cgroups = make.map_or(Cgroups::Off, Cgroups::NotYet);
         self
     }
 

@@ -13,6 +13,12 @@ use crate::{ErrorKind, Event, ExitStatus, ProcessId, ReapPolicy};
 impl Actor {
     /// The process has ended: count it, report it, hand over its status.
     pub(super) fn finish(&mut self, pid: i32, status: Option<ExitStatus>) {
+        // A unit's root: one last look for members while the unit still
+        // holds it, so a unit whose members were not found yet does not
+        // end with its root.
+        if let Some(root) = self.ends_its_unit(pid) {
+            self.last_look(root);
+        }
         let Some(mut entry) = self.remove(pid) else {
             return;
         };
@@ -76,10 +82,16 @@ impl Actor {
             return false;
         };
         let id = entry.handle.id;
+        // Named in the debug log, as the `AllChildren` sweep names its
+        // reaps: read from the zombie before it is gone.
+        let name = tracing::enabled!(tracing::Level::DEBUG)
+            .then(|| self.os.command_name(&entry.handle))
+            .flatten();
         match reap(self.os.as_ref(), &entry.handle, ownership) {
             Ok(None) => false,
             Ok(Some(status)) => {
                 self.counters.reaped += 1;
+                tracing::debug!(pid, command = name.as_deref().unwrap_or("?"), %status, "reaped");
                 self.emit(Event::Reaped { pid, status });
                 self.finish(pid, Some(status));
                 true

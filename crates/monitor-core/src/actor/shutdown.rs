@@ -14,6 +14,7 @@ impl Actor {
         if self.config.shutdown == ShutdownPolicy::TerminateUnits {
             self.terminate_units().await;
         }
+        self.remove_cgroups();
         tracing::debug!(tracked = self.tracked.len(), "monitor stopped");
     }
 
@@ -85,6 +86,24 @@ impl Actor {
                 SHUTDOWN_POLL.min(deadline.saturating_duration_since(Instant::now())),
             )
             .await;
+        }
+    }
+
+    /// Removes the units' leaves and the monitor's subtree, as far as they
+    /// are empty (a unit left running under `leave` keeps its leaf, and the
+    /// subtree with it).
+    fn remove_cgroups(&mut self) {
+        for unit in self.units.values_mut() {
+            if let Some((mut leaf, _)) = unit.cgroup.take()
+                && let Err(error) = leaf.remove()
+            {
+                tracing::info!(%error, "a unit's cgroup stays: it still holds processes");
+            }
+        }
+        if let super::Cgroups::Ready(subtree) = &mut self.cgroups
+            && let Err(error) = subtree.remove()
+        {
+            tracing::info!(%error, "the monitor's cgroup subtree stays: a unit in it still runs");
         }
     }
 }

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use super::units::Settings;
 use super::{Actor, Entry, Ownership, Released, Unit};
 use crate::status::ProcessState;
+use crate::watch::WatchKey;
 use crate::{
     ChildProcess, Containment, Error, Event, OwnedChild, ParentSpec, ProcessId, SpawnOptions,
     TrackOptions, Tracked, spawn,
@@ -26,11 +27,31 @@ impl Actor {
             return Err(Error::Disabled);
         }
         let program = command.get_program().to_string_lossy().into_owned();
+        let mut command = command;
+        // Its unit lives in a leaf of the monitor's cgroup, which it joins
+        // before it runs the program; without one, it falls back.
+        let unit = options.track.tree.unwrap_or(self.config.tree);
+        self.next_leaf = match self.cgroups.get().filter(|_| unit) {
+            Some(subtree) => match subtree
+                .create_leaf()
+                .and_then(|leaf| leaf.prepare_spawn(&mut command).map(|()| leaf))
+            {
+                Ok(leaf) => Some(leaf),
+                Err(error) => {
+                    tracing::warn!(%error, "no cgroup for this unit; it falls back to scanning");
+                    None
+                }
+            },
+            None => None,
+        };
         let mut child = spawn::spawn(command, options.parent_death_signal)
             .await
-            .map_err(|source| Error::Spawn {
-                program: program.clone(),
-                source,
+            .map_err(|source| {
+                self.next_leaf = None;
+                Error::Spawn {
+                    program: program.clone(),
+                    source,
+                }
             })?;
         let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let pid = child.id() as i32;
@@ -44,11 +65,15 @@ impl Actor {
         {
             return Err(Error::AdoptionTaken { root });
         }
-        match self.track(pid, options.track, &mut owner) {
+        // Taken by the unit as it is made, before anything (its root's
+        // exit included) can need it.
+        self.adopt_into_next_unit = options.adopt_orphans;
+        let tracked = self.track(pid, options.track, &mut owner);
+        self.adopt_into_next_unit = false;
+        // Not taken (the track failed): the leaf goes with the child.
+        self.next_leaf = None;
+        match tracked {
             Ok(tracked) => {
-                if options.adopt_orphans && tracked.containment != Containment::None {
-                    self.adopting = Some(tracked.id);
-                }
                 tracing::debug!(pid, program, "spawned");
                 Ok(OwnedChild::new(tracked, exit).with_pipes(pipes))
             }
@@ -171,12 +196,19 @@ impl Actor {
                     .ok_or(Error::NotTracked { pid: root.pid })?;
                 (unit.owner, unit.containment, None)
             }
+            // A root refused when its uid changed left its unit, which
+            // still holds members under its name (an untrack or stop of
+            // its pid reaches them): a second unit of that name would
+            // strand them.
+            None if self.units.contains_key(&handle.id) => {
+                return Err(Error::AlreadyTracked { id: handle.id });
+            }
             None => {
                 let unit_owner = options.owner.unwrap_or_else(|| self.os.my_uid());
-                let containment = if tree {
-                    Containment::Scan
-                } else {
-                    Containment::None
+                let containment = match (tree, self.next_leaf.is_some()) {
+                    (false, _) => Containment::None,
+                    (true, true) => Containment::Cgroup,
+                    (true, false) => Containment::Scan,
                 };
                 let unit = Unit::new(unit_owner, containment, owner.is_some(), settings);
                 (unit_owner, containment, Some(unit))
@@ -185,7 +217,12 @@ impl Actor {
         self.authorize(&handle, unit_owner, descendant_of)?;
         let handle = Arc::new(handle);
         let watch = self.exit_watch(&handle);
-        let ownership = owner.take();
+        // A member that is already this process's child was reparented
+        // here (a unit's member is never the application's own child): the
+        // monitor reaps it, so it does not linger as a zombie.
+        let ownership = owner.take().or_else(|| {
+            (descendant_of.is_some() && info.ppid == self.my_pid).then(Ownership::default)
+        });
         let id = handle.id;
         let span = tracing::info_span!("tracked", pid = id.pid, start_time = id.start_time);
         let entry = Entry {
@@ -228,6 +265,27 @@ impl Actor {
             self.owned_pids.insert(pid);
         }
         self.tracked.insert(pid, entry);
+        if unit.is_some() && containment != Containment::None && self.adopt_into_next_unit {
+            self.adopting = Some(id);
+        }
+        let unit = unit.map(|mut unit| {
+            if containment == Containment::Cgroup {
+                unit.cgroup = self.next_leaf.take().and_then(|leaf| {
+                    match leaf.watch(WatchKey::Unit(id), &self.ready) {
+                        Ok(mut watch) => {
+                            // Armed by a first look.
+                            let _ = watch.check();
+                            Some((leaf, watch))
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "cannot watch the unit's cgroup");
+                            None
+                        }
+                    }
+                });
+            }
+            unit
+        });
         self.join_unit(pid, descendant_of.unwrap_or(id), unit);
         self.targets_changed();
         if tracked.owned {
@@ -235,12 +293,17 @@ impl Actor {
             self.reap_tracked(pid);
         }
         self.start_watching(pid);
-        // A member found after its unit's root is gone (the root's last
-        // look, or an orphan adopted late) is orphaned with the unit.
+        // A member found after its whole unit was asked to stop is stopped
+        // too; one found after the root is gone (the root's last look, or
+        // an orphan adopted late) is orphaned with the unit.
         if let Some(root) = descendant_of
-            && self.units.get(&root).is_some_and(|unit| !unit.root_running)
+            && let Some(unit) = self.units.get(&root)
         {
-            self.orphan_member(pid, root);
+            match (unit.stopping, unit.root_running) {
+                (Some(kill), _) => self.stop_one(pid, kill),
+                (None, false) => self.orphan_member(pid, root),
+                (None, true) => {}
+            }
         }
         Ok(tracked)
     }

@@ -23,6 +23,16 @@ impl Actor {
     /// by scanning, or when `force`d for an orphan action), then theirs,
     /// and so on.
     pub(super) fn discover(&mut self, pid: i32, force: bool) {
+        // A cgroup unit's membership is its leaf's list, not parentage.
+        if let Some(root) = self
+            .tracked
+            .get(&pid)
+            .filter(|entry| entry.containment == Containment::Cgroup)
+            .map(|entry| entry.root())
+        {
+            self.discover_cgroup(root);
+            return;
+        }
         let mut queue = vec![pid];
         while let Some(pid) = queue.pop() {
             let Some(entry) = self.tracked.get(&pid) else {
@@ -42,6 +52,14 @@ impl Actor {
 
     /// Looks again at every living member of `root`'s unit.
     pub(super) fn discover_tree(&mut self, root: ProcessId) {
+        if self
+            .units
+            .get(&root)
+            .is_some_and(|unit| unit.containment == Containment::Cgroup)
+        {
+            self.discover_cgroup(root);
+            return;
+        }
         for pid in self.unit_pids(root) {
             self.discover(pid, false);
         }

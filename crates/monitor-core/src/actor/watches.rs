@@ -58,6 +58,7 @@ impl Actor {
                     self.confirm_exit(id.pid);
                 }
             }
+            WatchKey::Unit(root) => self.unit_changed(root),
             WatchKey::Parent(parent) => {
                 let fired = self
                     .parents
