@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use monitor_core::{Counters, ProcessState, Status};
+use monitor_core::{Counters, ProcessState, Status, UnitResources};
 
 use super::Scrape;
 use crate::protocol::{DaemonCounters, HistogramCounts};
@@ -37,9 +37,16 @@ pub(super) struct Family {
     pub(super) name: String,
     pub(super) help: &'static str,
     pub(super) kind: Kind,
-    /// Measured in seconds (the name gets `_seconds`).
-    pub(super) seconds: bool,
+    /// Its unit, if any (the name gets `_seconds` or `_bytes`).
+    pub(super) unit: Option<MetricUnit>,
     pub(super) samples: Vec<Sample>,
+}
+
+/// A family's unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MetricUnit {
+    Seconds,
+    Bytes,
 }
 
 /// One series: its labels and its value.
@@ -64,13 +71,18 @@ impl Family {
             name: name.into(),
             help,
             kind,
-            seconds: false,
+            unit: None,
             samples: Vec::new(),
         }
     }
 
     fn seconds(mut self) -> Self {
-        self.seconds = true;
+        self.unit = Some(MetricUnit::Seconds);
+        self
+    }
+
+    fn bytes(mut self) -> Self {
+        self.unit = Some(MetricUnit::Bytes);
         self
     }
 
@@ -143,7 +155,7 @@ fn monitor_counters(counters: &Counters) -> Vec<Family> {
 
 /// The containments every build knows, so their series exist from the
 /// start (others seen in a status are added).
-const CONTAINMENTS: [&str; 2] = ["scan", "none"];
+const CONTAINMENTS: [&str; 3] = ["cgroup", "scan", "none"];
 
 /// Every process state, by its serialized name.
 const STATES: [(ProcessState, &str); 5] = [
@@ -177,6 +189,10 @@ fn monitor_gauges(status: &Status) -> Vec<Family> {
     }
     let mut largest = 0;
     let mut rootless = 0;
+    // Resource figures exist for cgroup units only; summed over the units
+    // alive now, by containment (so a unit's end lowers them).
+    let mut usage: BTreeMap<String, Usage> = BTreeMap::new();
+    usage.insert("cgroup".to_owned(), Usage::default());
     for unit in &status.units {
         let entry = units.entry(unit.containment.to_string()).or_default();
         entry.0 += 1;
@@ -184,6 +200,12 @@ fn monitor_gauges(status: &Status) -> Vec<Family> {
         largest = largest.max(unit.members);
         if !unit.root_running {
             rootless += 1;
+        }
+        if let Some(resources) = unit.resources {
+            usage
+                .entry(unit.containment.to_string())
+                .or_default()
+                .add(&resources);
         }
     }
     let mut families = vec![
@@ -275,6 +297,7 @@ fn monitor_gauges(status: &Status) -> Vec<Family> {
         .seconds()
         .one(seconds(status.check_interval.as_secs_f64())),
     ]);
+    families.extend(usage_families(usage));
     if let Some(scan) = status.last_scan {
         families.push(
             Family::new(
@@ -297,8 +320,69 @@ fn monitor_gauges(status: &Status) -> Vec<Family> {
     families
 }
 
+/// Resource figures summed over units (where a figure is known).
+#[derive(Debug, Default)]
+struct Usage {
+    cpu_usec: u64,
+    memory_bytes: u64,
+    memory_peak_max: u64,
+    pids: u64,
+}
+
+impl Usage {
+    fn add(&mut self, resources: &UnitResources) {
+        self.cpu_usec += resources.cpu_usec.unwrap_or(0);
+        self.memory_bytes += resources.memory_bytes.unwrap_or(0);
+        self.memory_peak_max = self
+            .memory_peak_max
+            .max(resources.memory_peak_bytes.unwrap_or(0));
+        self.pids += resources.pids.unwrap_or(0);
+    }
+}
+
+/// Microseconds as seconds.
+#[allow(clippy::cast_precision_loss)] // CPU time far below 2^53 us
+fn usec(value: u64) -> Value {
+    seconds(value as f64 / 1e6)
+}
+
+fn usage_families(usage: BTreeMap<String, Usage>) -> Vec<Family> {
+    let mut cpu = Family::new(
+        "monitor_units_cpu",
+        "CPU time used by the units alive now (cgroup units: the figures come with the cgroup).",
+        Kind::Gauge,
+    )
+    .seconds();
+    let mut memory = Family::new(
+        "monitor_units_memory",
+        "Memory in use by the units alive now (cgroup units).",
+        Kind::Gauge,
+    )
+    .bytes();
+    let mut peak = Family::new(
+        "monitor_unit_memory_peak_max",
+        "The highest memory peak of a unit alive now (cgroup units).",
+        Kind::Gauge,
+    )
+    .bytes();
+    let mut pids = Family::new(
+        "monitor_units_pids",
+        "Processes in the units alive now, as their cgroups count them.",
+        Kind::Gauge,
+    );
+    for (containment, figures) in usage {
+        let labels = vec![("containment", containment)];
+        cpu = cpu.sample(labels.clone(), usec(figures.cpu_usec));
+        memory = memory.sample(labels.clone(), value(figures.memory_bytes));
+        peak = peak.sample(labels.clone(), value(figures.memory_peak_max));
+        pids = pids.sample(labels, value(figures.pids));
+    }
+    vec![cpu, memory, peak, pids]
+}
+
 /// A series per unit, labelled by its root (`pid@start_time`), owner and
-/// containment: as many series as units, hence opt-in.
+/// containment: as many series as units, hence opt-in. Resource figures
+/// only where the unit has them (a cgroup unit).
 fn per_unit(status: &Status) -> Vec<Family> {
     let mut members = Family::new(
         "unit_members",
@@ -310,6 +394,29 @@ fn per_unit(status: &Status) -> Vec<Family> {
         "Whether this unit's root still runs (--metrics-per-unit).",
         Kind::Gauge,
     );
+    let mut cpu = Family::new(
+        "unit_cpu",
+        "CPU time this unit used (--metrics-per-unit; cgroup units).",
+        Kind::Counter,
+    )
+    .seconds();
+    let mut memory = Family::new(
+        "unit_memory",
+        "Memory this unit uses (--metrics-per-unit; cgroup units).",
+        Kind::Gauge,
+    )
+    .bytes();
+    let mut peak = Family::new(
+        "unit_memory_peak",
+        "The most memory this unit used (--metrics-per-unit; cgroup units).",
+        Kind::Gauge,
+    )
+    .bytes();
+    let mut pids = Family::new(
+        "unit_pids",
+        "Processes in this unit's cgroup (--metrics-per-unit; cgroup units).",
+        Kind::Gauge,
+    );
     for unit in &status.units {
         let labels = vec![
             ("root", unit.root.to_string()),
@@ -317,9 +424,22 @@ fn per_unit(status: &Status) -> Vec<Family> {
             ("containment", unit.containment.to_string()),
         ];
         members = members.sample(labels.clone(), usize_value(unit.members));
-        running = running.sample(labels, flag(unit.root_running));
+        running = running.sample(labels.clone(), flag(unit.root_running));
+        let resources = unit.resources.unwrap_or_default();
+        if let Some(used) = resources.cpu_usec {
+            cpu = cpu.sample(labels.clone(), usec(used));
+        }
+        if let Some(bytes) = resources.memory_bytes {
+            memory = memory.sample(labels.clone(), value(bytes));
+        }
+        if let Some(bytes) = resources.memory_peak_bytes {
+            peak = peak.sample(labels.clone(), value(bytes));
+        }
+        if let Some(count) = resources.pids {
+            pids = pids.sample(labels, value(count));
+        }
     }
-    vec![members, running]
+    vec![members, running, cpu, memory, peak, pids]
 }
 
 /// The buckets with a last one for what exceeds every bound: OpenMetrics

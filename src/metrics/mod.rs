@@ -22,7 +22,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::protocol::DaemonCounters;
-use families::{Family, Kind, Value};
+use families::{Family, Kind, MetricUnit, Value};
 
 /// What one exposition is made of; each part is left out when absent
 /// (a client that is not root gets neither the monitor's nor the daemon's
@@ -121,7 +121,10 @@ struct Families(Vec<Family>);
 impl Collector for Families {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
         for family in &self.0 {
-            let unit = family.seconds.then_some(Unit::Seconds);
+            let unit = family.unit.map(|unit| match unit {
+                MetricUnit::Seconds => Unit::Seconds,
+                MetricUnit::Bytes => Unit::Bytes,
+            });
             let metric_type = match family.kind {
                 Kind::Counter => MetricType::Counter,
                 Kind::Gauge => MetricType::Gauge,
@@ -194,6 +197,84 @@ mod tests {
         assert_eq!(
             Format::negotiate(Some("application/openmetrics-text; q=0")),
             Format::Prometheus
+        );
+    }
+
+    /// A status with a cgroup unit (resource figures) and a scan unit
+    /// (none), as JSON: `Status` cannot be built outside its crate.
+    fn status_with_units() -> Status {
+        let unit = |root: i32, containment: &str, resources: serde_json::Value| {
+            serde_json::json!({
+                "root": {"pid": root, "start_time": 20}, "root_running": true,
+                "owner": 1000, "containment": containment, "members": 2,
+                "owned": true, "resources": resources,
+            })
+        };
+        let tracked = |pid: i32, state: &str, containment: &str| {
+            serde_json::json!({
+                "id": {"pid": pid, "start_time": 20}, "parent": {"pid": 1, "start_time": 1},
+                "state": state, "since": "1s", "owned": true, "pidfd": true,
+                "exit_watch": true, "action": "terminate", "target": "tree", "tree": true,
+                "descendant_of": null, "containment": containment,
+            })
+        };
+        serde_json::from_value(serde_json::json!({
+            "enabled": true, "running": true, "pid": 7, "check_interval": "1m",
+            "grace": "5s", "reap_policy": "owned", "subreaper": false,
+            "pidfd_supported": true, "scan_only": 0, "tracked_count": 2,
+            "tracked": [tracked(10, "running", "cgroup"), tracked(11, "killing", "scan")],
+            "units": [
+                unit(10, "cgroup", serde_json::json!({
+                    "cpu_usec": 1_500_000, "memory_bytes": 1024,
+                    "memory_peak_bytes": 4096, "pids": 3,
+                })),
+                unit(11, "scan", serde_json::Value::Null),
+            ],
+            "counters": serde_json::to_value(Counters::default()).expect("serializes"),
+            "last_scan": {"processes": 2, "duration": "3ms"},
+            "unowned_zombies": [],
+        }))
+        .expect("a status")
+    }
+
+    #[test]
+    fn units_are_counted_in_aggregate_and_per_unit_only_when_asked() {
+        let status = status_with_units();
+        let scrape = |per_unit| Scrape {
+            counters: Some(&status.counters),
+            monitor: Some(&status),
+            daemon: None,
+            per_unit,
+        };
+        let text = render(&scrape(false), Format::Prometheus);
+        for line in [
+            "pidguard_monitor_tracked{containment=\"cgroup\",state=\"running\"} 1\n",
+            "pidguard_monitor_tracked{containment=\"scan\",state=\"killing\"} 1\n",
+            "pidguard_monitor_tracked{containment=\"none\",state=\"running\"} 0\n",
+            "pidguard_monitor_units{containment=\"cgroup\"} 1\n",
+            "pidguard_monitor_unit_members{containment=\"scan\"} 2\n",
+            "pidguard_monitor_units_cpu_seconds{containment=\"cgroup\"} 1.5\n",
+            "pidguard_monitor_units_memory_bytes{containment=\"cgroup\"} 1024\n",
+            "pidguard_monitor_unit_memory_peak_max_bytes{containment=\"cgroup\"} 4096\n",
+            "pidguard_monitor_units_pids{containment=\"cgroup\"} 3\n",
+            "pidguard_monitor_last_scan_duration_seconds 0.003\n",
+            "pidguard_monitor_last_scan_processes 2\n",
+        ] {
+            assert!(text.contains(line), "no {line:?} in:\n{text}");
+        }
+        assert!(!text.contains("root=\""), "no per-unit series: {text}");
+        let text = render(&scrape(true), Format::Prometheus);
+        for line in [
+            "pidguard_unit_members{root=\"10@20\",owner=\"1000\",containment=\"cgroup\"} 2\n",
+            "pidguard_unit_members{root=\"11@20\",owner=\"1000\",containment=\"scan\"} 2\n",
+            "pidguard_unit_cpu_seconds_total{root=\"10@20\",owner=\"1000\",containment=\"cgroup\"} 1.5\n",
+            "pidguard_unit_memory_peak_bytes{root=\"10@20\",owner=\"1000\",containment=\"cgroup\"} 4096\n",
+        ] {
+            assert!(text.contains(line), "no {line:?} in:\n{text}");
+        }
+        assert!(
+            !text.contains("pidguard_unit_cpu_seconds_total{root=\"11@20\""),
+            "a scan unit has no figures: {text}"
         );
     }
 

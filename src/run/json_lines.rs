@@ -23,8 +23,82 @@ use tracing_subscriber::registry::LookupSpan;
 #[derive(Debug, Default)]
 pub(crate) struct JsonLines;
 
+/// Text or JSON lines, chosen at run time behind one type: a second
+/// `fmt::Layer` type for JSON would repeat the whole layer's code in the
+/// static binary (about 15 KB).
+#[derive(Debug)]
+pub(crate) enum Lines {
+    /// tracing-subscriber's own text lines.
+    Text(tracing_subscriber::fmt::format::Format),
+    /// JSON lines.
+    Json(JsonLines),
+}
+
+/// The field format that goes with [`Lines`].
+#[derive(Debug)]
+pub(crate) enum Fields {
+    /// tracing-subscriber's `name=value` fields.
+    Text(tracing_subscriber::fmt::format::DefaultFields),
+    /// `"name":value` pairs.
+    Json(JsonFields),
+}
+
+impl<S, N> FormatEvent<S, N> for Lines
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        out: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        match self {
+            Self::Text(text) => text.format_event(ctx, out, event),
+            Self::Json(json) => json.format_event(ctx, out, event),
+        }
+    }
+}
+
+impl<'w> FormatFields<'w> for Fields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'w>, fields: R) -> fmt::Result {
+        match self {
+            Self::Text(text) => text.format_fields(writer, fields),
+            Self::Json(json) => json.format_fields(writer, fields),
+        }
+    }
+
+    fn add_fields(
+        &self,
+        current: &'w mut FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> fmt::Result {
+        match self {
+            // What `DefaultFields` does: a space between the old and new.
+            Self::Text(text) => {
+                if !current.fields.is_empty() {
+                    current.fields.push(' ');
+                }
+                text.format_fields(current.as_writer(), fields)
+            }
+            Self::Json(_) => {
+                let first = current.fields.is_empty();
+                let mut visitor = Pairs {
+                    out: current.as_writer(),
+                    first,
+                    result: Ok(()),
+                };
+                fields.record(&mut visitor);
+                visitor.result
+            }
+        }
+    }
+}
+
 /// The field format: `"name":value` pairs, comma-separated, so a span's
-/// fields can be put inside an object as they are.
+/// fields can be put inside an object as they are (used through
+/// [`Fields`], which also appends a span's later fields).
 #[derive(Debug, Default)]
 pub(crate) struct JsonFields;
 
@@ -33,21 +107,6 @@ impl<'w> FormatFields<'w> for JsonFields {
         let mut visitor = Pairs {
             out: writer,
             first: true,
-            result: Ok(()),
-        };
-        fields.record(&mut visitor);
-        visitor.result
-    }
-
-    fn add_fields(
-        &self,
-        current: &'w mut FormattedFields<Self>,
-        fields: &tracing::span::Record<'_>,
-    ) -> fmt::Result {
-        let first = current.fields.is_empty();
-        let mut visitor = Pairs {
-            out: current.as_writer(),
-            first,
             result: Ok(()),
         };
         fields.record(&mut visitor);

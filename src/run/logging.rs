@@ -12,7 +12,7 @@ use std::io::Write as _;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
-use super::json_lines::{JsonFields, JsonLines};
+use super::json_lines::{Fields, JsonFields, JsonLines, Lines};
 use crate::log_style::{Color, Format};
 
 /// Installs the subscriber, writing to stderr (stdout belongs to CMD):
@@ -35,20 +35,23 @@ pub(crate) fn init(verbose: u8, format: Format, color: Color) {
         }),
         Err(_) => Targets::new().with_default(level),
     };
-    let lines = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    match format {
-        Format::Text => tracing_subscriber::registry()
-            .with(lines.with_ansi(color.ansi()))
-            .with(filter)
-            .init(),
-        Format::Json => tracing_subscriber::registry()
-            .with(
-                lines
-                    .with_ansi(false)
-                    .event_format(JsonLines)
-                    .fmt_fields(JsonFields),
-            )
-            .with(filter)
-            .init(),
-    }
+    // One layer type for both formats (see `Lines`).
+    let (lines, fields, ansi) = match format {
+        Format::Text => (
+            Lines::Text(tracing_subscriber::fmt::format::Format::default()),
+            Fields::Text(tracing_subscriber::fmt::format::DefaultFields::new()),
+            color.ansi(),
+        ),
+        Format::Json => (Lines::Json(JsonLines), Fields::Json(JsonFields), false),
+    };
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .event_format(lines)
+                .fmt_fields(fields),
+        )
+        .with(filter)
+        .init();
 }
