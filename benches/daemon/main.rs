@@ -1,26 +1,30 @@
-//! What the daemon costs: throughput of 100 concurrent clients making 100
-//! requests each, with its RSS before and after; idle RSS and CPU over a
-//! window (60 s by default) with 0 and with 1,000 tracked processes; and
-//! request latency (median, p99) with 1,000 tracked.
+//! What the daemon costs: at rest (RSS with nothing registered; CPU with
+//! 1,000 registered processes at check intervals of 1 s and 60 s, units
+//! on and off; see [`idle`]), then under load (throughput of 100
+//! concurrent clients making 100 requests each, with its RSS before and
+//! after) and request latency (median, p99) with 1,000 tracked.
 //!
 //! Run with `cargo bench --bench daemon`; set `PIDGUARD_BENCH_IDLE_SECS`
-//! for another idle window and `PIDGUARD_BENCH_CHECK_INTERVAL` (default
-//! `60s`) for the daemon's scan interval. It starts the release `pidguard daemon` on a
-//! socket in a private temporary directory and prints a table. Every
-//! process it starts (the daemon and the `sleep`s) is a direct child held
-//! by a guard that kills and reaps it on drop, also on a panic.
+//! for another idle window (60 s by default; the whole bench then takes
+//! about six windows). It starts `pidguard daemon`s on sockets in private
+//! temporary directories and prints tables. Every process it starts (the
+//! daemons and the `sleep`s) is a direct child held by a guard that kills
+//! and reaps it on drop, also on a panic.
 //!
 //! # Layout
 //!
-//! - `main.rs`: the phases and the report.
+//! - `main.rs`: the phases and the load report.
+//! - [`idle`]: the daemon at rest, and its verdicts.
 //! - [`proc`]: the daemon and `sleep` guards, RSS and CPU from `/proc`.
 //! - [`wire`]: a raw protocol client and latency statistics.
 
 #![allow(clippy::print_stdout)]
 
+mod idle;
 mod proc;
 mod wire;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -39,16 +43,15 @@ fn main() {
             .and_then(|s| s.parse().ok())
             .unwrap_or(60),
     );
-    let daemon = Daemon::start();
-    println!(
-        "pidguard daemon bench (release binary, pid {}, check_interval {})",
-        daemon.pid(),
-        std::env::var("PIDGUARD_BENCH_CHECK_INTERVAL").unwrap_or_else(|_| "60s".to_owned())
-    );
+    idle::report(idle);
     println!();
 
+    let daemon = Daemon::start(Path::new(env!("CARGO_BIN_EXE_pidguard")), "60s");
+    println!(
+        "## load and latency (release binary, pid {}, check_interval 60s)",
+        daemon.pid()
+    );
     let rss_start = daemon.rss_kib();
-    let (idle_rss_0, idle_cpu_0) = idle_window(&daemon, idle);
     let sleeps = Sleeps::spawn(CLIENTS);
     let rss_before = daemon.rss_kib();
     let (elapsed, requests) = load(&daemon, &sleeps);
@@ -61,7 +64,7 @@ fn main() {
     for &pid in many.pids() {
         client.ok(json!({"request": "track", "pid": pid}));
     }
-    let (idle_rss_1000, idle_cpu_1000) = idle_window(&daemon, idle);
+    let rss_1000 = daemon.rss_kib();
     let ping = latencies(&mut client, 2000, || json!({"request": "ping"}));
     let status = latencies(&mut client, 200, || json!({"request": "status"}));
     let spare = Sleeps::spawn(1);
@@ -87,19 +90,7 @@ fn main() {
         "  daemon RSS before {rss_before} KiB, after {rss_after} KiB (fresh daemon: {rss_start} KiB)"
     );
     println!();
-    println!("idle over {} s:", idle.as_secs());
-    println!(
-        "  0 tracked:     RSS {idle_rss_0} KiB, CPU {:.3} s ({:.3} %)",
-        idle_cpu_0.as_secs_f64(),
-        100.0 * idle_cpu_0.as_secs_f64() / idle.as_secs_f64()
-    );
-    println!(
-        "  {TRACKED} tracked: RSS {idle_rss_1000} KiB, CPU {:.3} s ({:.3} %)",
-        idle_cpu_1000.as_secs_f64(),
-        100.0 * idle_cpu_1000.as_secs_f64() / idle.as_secs_f64()
-    );
-    println!();
-    println!("latency with {TRACKED} tracked (one client, sequential):");
+    println!("latency with {TRACKED} tracked (RSS {rss_1000} KiB; one client, sequential):");
     for (name, samples) in [
         ("ping", &ping),
         ("status (lists 1,000)", &status),
@@ -113,15 +104,11 @@ fn main() {
         );
     }
     println!("  daemon RSS at the end: {rss_end} KiB");
+    // The daemon goes first, so it does not see 1,001 exits.
+    drop(client);
+    drop(daemon);
     drop(spare);
     drop(many);
-}
-
-/// The daemon's RSS at the end of `window`, and the CPU it used in it.
-fn idle_window(daemon: &Daemon, window: Duration) -> (u64, Duration) {
-    let cpu_before = daemon.cpu();
-    std::thread::sleep(window);
-    (daemon.rss_kib(), daemon.cpu().saturating_sub(cpu_before))
 }
 
 /// 100 clients, 100 requests each, one connection each; panics on any error.

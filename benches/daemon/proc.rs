@@ -1,12 +1,15 @@
-//! The processes the bench starts, and what `/proc` says about the daemon.
+//! The processes the bench starts, and what `/proc` says about the daemon:
+//! its RSS, and its CPU time over a window.
 
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crate::wire::Client;
 
-/// The release `pidguard daemon`, killed and reaped on drop.
+/// A `pidguard daemon`, killed and reaped on drop.
 pub(crate) struct Daemon {
     child: Child,
     dir: PathBuf,
@@ -14,17 +17,20 @@ pub(crate) struct Daemon {
     pub(crate) socket: PathBuf,
 }
 
+/// Numbers each daemon's private directory within this run.
+static STARTED: AtomicUsize = AtomicUsize::new(0);
+
 impl Daemon {
-    /// Starts it in a fresh private directory and waits until it answers.
-    pub(crate) fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("pidguard-bench-{}", std::process::id()));
+    /// Starts `binary daemon --check-interval <interval>` in a fresh
+    /// private directory and waits until it answers.
+    pub(crate) fn start(binary: &Path, interval: &str) -> Self {
+        let n = STARTED.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("pidguard-bench-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).expect("create bench dir");
         let socket = dir.join("run").join("pidguard.sock");
-        let interval =
-            std::env::var("PIDGUARD_BENCH_CHECK_INTERVAL").unwrap_or_else(|_| "60s".to_owned());
-        let child = Command::new(env!("CARGO_BIN_EXE_pidguard"))
-            .args(["daemon", "--check-interval", &interval, "--socket"])
+        let child = Command::new(binary)
+            .args(["daemon", "--check-interval", interval, "--socket"])
             .arg(&socket)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -60,19 +66,6 @@ impl Daemon {
             .and_then(|v| v.parse().ok())
             .expect("VmRSS")
     }
-
-    /// The CPU time (user + system) it has used so far.
-    pub(crate) fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
-            .expect("read the daemon's stat");
-        let (_, rest) = stat.rsplit_once(')').expect("stat has a name");
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // Fields 14 and 15 (utime, stime), counted from field 3 at index 0.
-        let ticks: u64 =
-            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
-        let hz = rustix::param::clock_ticks_per_second();
-        Duration::from_secs_f64(ticks as f64 / hz as f64)
-    }
 }
 
 impl Drop for Daemon {
@@ -81,6 +74,68 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The run time of a process's threads over a window, in nanoseconds
+/// (`/proc/<pid>/task/*/schedstat`: exact, where `/proc/<pid>/stat` counts
+/// 10 ms ticks). A thread that ends during the window (a blocking-pool
+/// thread idle for 10 s) takes its time with it, so the threads are
+/// sampled every [`CpuMeter::SAMPLE`] and each keeps its last value.
+pub(crate) struct CpuMeter {
+    pid: u32,
+    /// Run time per thread id when the window opened (0 for later ones).
+    start: HashMap<u32, u64>,
+    /// The last run time seen per thread id.
+    last: HashMap<u32, u64>,
+}
+
+impl CpuMeter {
+    /// How often [`CpuMeter::run_for`] samples the threads.
+    const SAMPLE: Duration = Duration::from_millis(500);
+
+    fn threads(pid: u32) -> HashMap<u32, u64> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return HashMap::new();
+        };
+        tasks
+            .flatten()
+            .filter_map(|task| {
+                let tid = task.file_name().to_str()?.parse().ok()?;
+                let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+                Some((tid, text.split_whitespace().next()?.parse().ok()?))
+            })
+            .collect()
+    }
+
+    /// Opens the window on `pid`'s threads.
+    pub(crate) fn start(pid: u32) -> Self {
+        let start = Self::threads(pid);
+        Self {
+            pid,
+            last: start.clone(),
+            start,
+        }
+    }
+
+    /// Keeps the window open for `window`, sampling; returns the run time
+    /// in it.
+    pub(crate) fn run_for(mut self, window: Duration) -> Duration {
+        let end = std::time::Instant::now() + window;
+        loop {
+            let left = end.saturating_duration_since(std::time::Instant::now());
+            std::thread::sleep(left.min(Self::SAMPLE));
+            self.last.extend(Self::threads(self.pid));
+            if left <= Self::SAMPLE {
+                break;
+            }
+        }
+        let ns: u64 = self
+            .last
+            .iter()
+            .map(|(tid, &now)| now.saturating_sub(self.start.get(tid).copied().unwrap_or(0)))
+            .sum();
+        Duration::from_nanos(ns)
     }
 }
 

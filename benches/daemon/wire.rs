@@ -48,6 +48,15 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Sends `request` and returns the whole answer, parsed; panics unless
+    /// it succeeds.
+    pub(crate) fn request(&mut self, request: Value) -> Value {
+        self.ok(request);
+        serde_json::from_str(&self.line).expect("JSON answer")
+    }
+}
+
 /// The `p`th percentile of `samples` (nearest rank).
 pub(crate) fn percentile(samples: &[f64], p: f64) -> f64 {
     let mut sorted = samples.to_vec();

@@ -11,7 +11,10 @@
 //!   reaped (`kill(pid, 0)` fails with ESRCH; a zombie still answers,
 //!   polled every 20 us), and prints `burst <n> <ns to reap all>
 //!   <supervisor cpu ns> <ns from the last exit to the last reap>` (each
-//!   orphan writes the moment it exits to a pipe).
+//!   orphan writes the moment it exits to a pipe, made large enough for
+//!   every record first: 10,000 of them overflow a default pipe, and an
+//!   orphan blocked on a full one never exits, or exits late, alive
+//!   among the zombies the supervisor walks past).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
@@ -107,6 +110,16 @@ fn burst(n: usize) -> io::Result<()> {
     let (mut pids_reader, pids_writer) = io::pipe()?;
     // Each orphan writes the moment it exits here (8 bytes: atomic).
     let (mut exits_reader, exits_writer) = io::pipe()?;
+    let room = (n * 8).max(1 << 16);
+    // SAFETY: F_SETPIPE_SZ on a pipe this process owns; it takes a size
+    // and touches no memory.
+    let set = unsafe { libc::fcntl(exits_writer.as_raw_fd(), libc::F_SETPIPE_SZ, room as i32) };
+    if set < 0 || (set as usize) < n * 8 {
+        return Err(io::Error::other(format!(
+            "cannot make the exits pipe hold {n} records: {}",
+            io::Error::last_os_error()
+        )));
+    }
     // SAFETY: this process has a single thread (the fixture starts none),
     // so the forked copy may run ordinary code.
     match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {

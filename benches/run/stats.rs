@@ -21,6 +21,11 @@ impl Summary {
         }
     }
 
+    /// The median.
+    pub(crate) fn median(&self) -> Duration {
+        self.median
+    }
+
     /// `median (min..max)` in milliseconds.
     pub(crate) fn millis(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;

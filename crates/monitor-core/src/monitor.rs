@@ -28,8 +28,9 @@ pub struct Monitor {
     handle: MonitorHandle,
     cancel: CancellationToken,
     tasks: TaskTracker,
-    /// The duration of the actor's last sweep, in nanoseconds: the SIGCHLD
-    /// forwarder spaces sweeps by it (see `reap.rs`).
+    /// What the actor's last sweep cost (its empty walk of the children
+    /// list), in nanoseconds: the SIGCHLD forwarder spaces sweeps by it
+    /// (see `reap.rs`).
     sweep_cost: Arc<AtomicU64>,
     /// The counters as the actor last published them.
     counters: Arc<Published>,

@@ -7,18 +7,19 @@
 //!
 //! Sweeps are spaced by what they cost. Every `waitid(P_ALL)` that finds
 //! nothing walks the kernel's whole list of the process's children, so a
-//! sweep costs about 2 us with 100 children running, 11 us with 1,000 and
-//! 1.5 ms with 10,000 (measured on a 2-core VM: the walk stops fitting in
-//! the caches). After a sweep whose wait calls took `c` each (the actor
-//! publishes its duration divided by its calls, so a sweep that reaped a
-//! hundred children is not mistaken for a costly one), the next
-//! SIGCHLD-triggered sweep starts no sooner than [`DUTY_FACTOR`] times `c`
-//! after the previous one,
-//! so sweeping takes at most about a ninth of the time in a burst of
-//! thousands of exits, and each sweep reaps many children instead of one.
-//! A spacing shorter than Tokio's timer resolution (1 ms) is skipped: the
-//! sweep runs at once, so an exit among a few hundred children is reaped
-//! within microseconds, not at the next timer tick.
+//! sweep's last call costs about 2 us with 100 children running, 11 us
+//! with 1,000 and 1.5 ms with 10,000 (measured on a 2-core VM: the walk
+//! stops fitting in the caches); reaping a zombie near the head of that
+//! list costs little. After a sweep whose empty walk took `c` (the actor
+//! times that call alone: averaged over a sweep's calls, a sweep that
+//! reaped hundreds looked cheap however long its walk, and in a burst the
+//! sweeps ran back to back), the next SIGCHLD-triggered sweep starts no
+//! sooner than [`DUTY_FACTOR`] times `c` after the previous one, so
+//! walking for nothing takes at most about a ninth of the time in a burst
+//! of thousands of exits, and each sweep reaps many children instead of
+//! one. A spacing shorter than Tokio's timer resolution (1 ms) is skipped:
+//! the sweep runs at once, so an exit among a few hundred children is
+//! reaped within microseconds, not at the next timer tick.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,8 +62,8 @@ fn spacing(cost: Duration) -> Duration {
     }
 }
 
-/// Forwards each SIGCHLD as one pending sweep; `cost` holds the duration
-/// of the actor's last sweep in nanoseconds.
+/// Forwards each SIGCHLD as one pending sweep; `cost` holds what the
+/// actor's last sweep published (its empty walk, in nanoseconds).
 pub(crate) async fn forward(
     mut sigchld: Signal,
     to_actor: mpsc::Sender<()>,

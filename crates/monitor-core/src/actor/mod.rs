@@ -259,7 +259,7 @@ pub(crate) struct Actor {
     /// Where the watches' wakers send their keys (see `watch.rs`).
     ready: mpsc::UnboundedSender<WatchKey>,
     cancel: CancellationToken,
-    /// Where each sweep leaves its duration (ns) for the SIGCHLD forwarder.
+    /// Where each sweep leaves its cost (ns) for the SIGCHLD forwarder.
     sweep_cost: Arc<std::sync::atomic::AtomicU64>,
     /// Where the counters are copied after each message, for
     /// [`crate::LiveCounters`] readers.

@@ -147,25 +147,36 @@ impl Actor {
         self.os.stat(&entry.handle).is_some_and(|info| !info.exited)
     }
 
-    /// SIGCHLD or a tick: reap whatever the monitor may reap.
+    /// SIGCHLD or a tick: reap whatever the monitor may reap, and publish
+    /// what the next SIGCHLD-triggered sweep should be spaced by (see
+    /// `reap.rs`): the `waitid(P_ALL)` that found nothing walked the
+    /// kernel's whole list of running children, which is what a sweep
+    /// that comes too early pays for nothing. Averaged over every wait
+    /// call instead, a sweep that reaped hundreds looked cheap however
+    /// long that walk was, so in a burst the sweeps ran back to back.
+    /// Without such a call (`ReapPolicy::Owned` waits by pid), the
+    /// average per wait call.
     pub(super) fn sweep(&mut self) {
         let started = std::time::Instant::now();
         let reaped = self.counters.reaped;
-        self.sweep_all();
-        // Per wait call (one per child reaped, one that finds nothing): the
-        // kernel's walk of the children list, not the work of reaping.
-        let calls = u128::from(self.counters.reaped - reaped + 1);
-        let cost = u64::try_from(started.elapsed().as_nanos() / calls).unwrap_or(u64::MAX);
+        let empty_walk = self.sweep_all();
+        let calls = u32::try_from(self.counters.reaped - reaped + 1).unwrap_or(u32::MAX);
+        let cost = empty_walk.unwrap_or_else(|| started.elapsed() / calls);
+        let cost = u64::try_from(cost.as_nanos()).unwrap_or(u64::MAX);
         self.sweep_cost
             .store(cost, std::sync::atomic::Ordering::Relaxed);
     }
 
-    fn sweep_all(&mut self) {
+    /// Reaps; returns how long the `AllChildren` loop's last wait call
+    /// (the one that found nothing) took.
+    fn sweep_all(&mut self) -> Option<std::time::Duration> {
+        let mut empty_walk = None;
         if self.config.reap_policy == ReapPolicy::AllChildren {
             // Reading each zombie's name costs a second wait call; only
             // for a log that shows it.
             let named = tracing::enabled!(tracing::Level::DEBUG);
             loop {
+                let call = std::time::Instant::now();
                 match self.os.reap_any(named) {
                     Ok(Some(Reaped { pid, status, name })) => {
                         self.counters.reaped += 1;
@@ -175,7 +186,10 @@ impl Actor {
                             self.finish(pid, Some(status));
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) => {
+                        empty_walk = Some(call.elapsed());
+                        break;
+                    }
                     Err(error) => {
                         self.error_event(None, ErrorKind::Reap, format!("waitid(P_ALL): {error}"));
                         break;
@@ -209,6 +223,7 @@ impl Actor {
             self.counters.reaped += 1;
             self.emit(Event::Reaped { pid, status });
         }
+        empty_walk
     }
 
     pub(super) fn note_zombies(&mut self, zombies: Vec<ProcessId>) {
