@@ -21,16 +21,8 @@ fn an_unprivileged_client_is_confined_to_its_own_processes() {
     if let Ok(role) = std::env::var(ROLE_VAR) {
         return unprivileged_side(&role);
     }
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test drops privileges to uid {NOBODY} and must start as root (CI does)"
-    );
-    // Others may pass through (not list) the test directory, so the group
-    // can reach the socket directory the daemon makes inside it.
     let dir = TempDir::new(0o711);
-    let config = dir.path().join("pidguard.toml");
-    std::fs::write(&config, format!("socket_group = {NOBODY}\n")).unwrap();
-    let daemon = Daemon::start(&dir, &["--config", config.to_str().unwrap()]);
+    let daemon = Daemon::start_for_nobody(&dir);
     let mut procs = Procs::new();
     let root_process = procs.sleep("300");
     let mut nobody_command = Command::new("sleep");

@@ -80,6 +80,22 @@ pub(crate) struct Daemon {
 }
 
 impl Daemon {
+    /// A daemon whose socket the group of uid 65534 may use, for a test
+    /// that re-runs itself as that user; the test itself must be root.
+    /// Others may pass through (not list) `dir`, so the group can reach the
+    /// socket directory the daemon makes inside it.
+    pub(crate) fn start_for_nobody(dir: &TempDir) -> Self {
+        let nobody = crate::common::NOBODY;
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test drops privileges to uid {nobody} and must start as root (CI does)"
+        );
+        let config = dir.path().join("pidguard.toml");
+        std::fs::write(&config, format!("socket_group = {nobody}\n")).expect("write the config");
+        let config = config.to_str().expect("a UTF-8 path").to_owned();
+        Self::start(dir, &["--config", &config])
+    }
+
     /// Starts a daemon on `dir`'s socket with `args`, and waits until it
     /// answers a ping.
     pub(crate) fn start(dir: &TempDir, args: &[&str]) -> Self {

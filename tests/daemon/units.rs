@@ -34,14 +34,8 @@ fn an_unprivileged_registrant_never_reaches_root_processes_through_its_units() {
     if let Ok(role) = std::env::var(ROLE_VAR) {
         return unprivileged_side(&role);
     }
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test drops privileges to uid {NOBODY} and must start as root (CI does)"
-    );
     let dir = TempDir::new(0o711);
-    let config = dir.path().join("pidguard.toml");
-    std::fs::write(&config, format!("socket_group = {NOBODY}\n")).unwrap();
-    let daemon = Daemon::start(&dir, &["--config", config.to_str().unwrap()]);
+    let daemon = Daemon::start_for_nobody(&dir);
     let mut procs = Procs::new();
 
     // The process group: led by root, joined by the user's shell.
