@@ -55,7 +55,8 @@
 //!   handled at once, with no task per process;
 //! - the **scanner** (a `tokio::time::interval`, missed ticks delayed, not
 //!   bursted), the safety net: it asks the actor for a snapshot of the
-//!   tracked set, reads each process's `/proc/<pid>/stat` on the blocking
+//!   tracked set, reads `/proc/<pid>/stat` of each process no watch covers
+//!   (and of every one once per `full_scan_interval`) on the blocking
 //!   pool, and sends back what the actor must act on: exits, orphans,
 //!   adoptions; quiet processes cost the actor nothing. A second interval
 //!   reads the children lists of the members of units contained by
