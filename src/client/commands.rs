@@ -131,6 +131,7 @@ pub(crate) fn track(args: &TrackArgs) -> Result<(), Failure> {
     for &pid in &args.pids {
         let request = Request::Track(TrackRequest {
             pid,
+            start_time: None,
             parent: args.parent,
             action: args.action,
             grace: args.grace,
