@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use monitor_core::{Event, OrphanAction, OrphanTarget, ProcessId, Signal};
 use pidguard_client::protocol::{ErrorKind, VERSION};
-use pidguard_client::{Client, Events, StreamItem, TrackOptions};
+use pidguard_client::{Client, Error, Events, StreamItem, TrackOptions};
 
 use crate::common::{Proc, Procs, SOON, my_pid, wait_until};
 use crate::fixture::{Daemon, TempDir};
@@ -114,6 +114,22 @@ async fn every_request_round_trips_through_the_client() {
     assert!(a.is_running(), "untracking signals nothing");
     // Refusals leave the connection as it was.
     assert_eq!(client.ping().await.expect("ping").pid, daemon.pid());
+
+    // A timeout of zero would wait forever: refused, by the setter and
+    // at connect time alike.
+    let error = client
+        .set_timeout(Duration::ZERO)
+        .expect_err("zero is refused");
+    assert!(matches!(error, Error::InvalidTimeout { .. }), "{error:?}");
+    assert!(error.to_string().contains("1ms"), "{error}");
+    client
+        .set_timeout(Duration::from_secs(3))
+        .expect("3s is fine");
+    assert_eq!(client.timeout(), Duration::from_secs(3));
+    let error = Client::connect_with_timeout(&daemon.socket, Duration::from_secs(2 * 86_400))
+        .await
+        .expect_err("two days are refused");
+    assert!(matches!(error, Error::InvalidTimeout { .. }), "{error:?}");
 }
 
 /// A unit handed over with `track_unit`: when its recorded parent dies,

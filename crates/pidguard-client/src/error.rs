@@ -31,6 +31,16 @@ impl fmt::Display for Step {
     }
 }
 
+/// "send `ping`", "read the answer to `ping`", ...: what failed, for a
+/// message.
+fn doing(step: Step, request: RequestKind) -> String {
+    match step {
+        Step::Send => format!("send `{request}`"),
+        Step::Receive => format!("read the answer to `{request}`"),
+        Step::Stream => format!("read the next line of the `{request}` stream"),
+    }
+}
+
 /// Why a call to the daemon failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -88,8 +98,9 @@ pub enum Error {
     /// the connection is dropped first: the daemon skips the requests of a
     /// client that has hung up.
     #[error(
-        "{daemon} did not answer within {} (could not {step} `{request}`); it may be stopped or overloaded",
-        humantime::format_duration(*timeout)
+        "{daemon} did not answer within {} (could not {}); it may be stopped or overloaded",
+        humantime::format_duration(*timeout),
+        doing(*step, *request)
     )]
     Timeout {
         /// The daemon.
@@ -102,7 +113,7 @@ pub enum Error {
         timeout: Duration,
     },
     /// Reading or writing the socket failed.
-    #[error("cannot {step} `{request}` on {}", daemon.socket.display())]
+    #[error("cannot {} on {}", doing(*step, *request), daemon.socket.display())]
     Io {
         /// The daemon.
         daemon: DaemonRef,
