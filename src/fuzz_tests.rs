@@ -128,6 +128,7 @@ fn grace() -> impl Strategy<Value = Duration> {
 fn request() -> impl Strategy<Value = Request> {
     let track = (
         any::<i32>(),
+        proptest::option::of(any::<u64>()),
         proptest::option::of(any::<i32>()),
         proptest::option::of(action()),
         proptest::option::of(grace()),
@@ -135,17 +136,20 @@ fn request() -> impl Strategy<Value = Request> {
         proptest::option::of(any::<bool>()),
         proptest::option::of(target()),
     )
-        .prop_map(|(pid, parent, action, grace, signal, tree, target)| {
-            Request::Track(TrackRequest {
-                pid,
-                parent,
-                action,
-                grace,
-                signal,
-                tree,
-                target,
-            })
-        });
+        .prop_map(
+            |(pid, start_time, parent, action, grace, signal, tree, target)| {
+                Request::Track(TrackRequest {
+                    pid,
+                    start_time,
+                    parent,
+                    action,
+                    grace,
+                    signal,
+                    tree,
+                    target,
+                })
+            },
+        );
     prop_oneof![
         Just(Request::Ping {}),
         Just(Request::Version {}),

@@ -26,8 +26,10 @@ mod log_style;
 mod metrics;
 #[cfg(feature = "daemon")]
 mod paths;
+// The wire protocol's types live in their own crate, shared with the
+// client crate; the daemon and the client commands name them as before.
 #[cfg(feature = "daemon")]
-mod protocol;
+use pidguard_protocol as protocol;
 mod run;
 #[cfg(feature = "daemon")]
 mod safe_file;

@@ -13,25 +13,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-/// The socket file's name in its directory.
-const SOCKET_NAME: &str = "pidguard.sock";
-
-/// The socket path used when no flag, environment variable or config file
-/// names one: `/run/pidguard/pidguard.sock` for root,
-/// `$XDG_RUNTIME_DIR/pidguard/pidguard.sock` for a user, or
-/// `/tmp/pidguard-<uid>/pidguard.sock` when that variable is unset.
-pub(crate) fn default_socket() -> PathBuf {
-    let uid = rustix::process::getuid();
-    if uid.is_root() {
-        return Path::new("/run/pidguard").join(SOCKET_NAME);
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR").filter(|dir| !dir.is_empty()) {
-        Some(dir) => PathBuf::from(dir).join("pidguard").join(SOCKET_NAME),
-        None => std::env::temp_dir()
-            .join(format!("pidguard-{}", uid.as_raw()))
-            .join(SOCKET_NAME),
-    }
-}
+// Where a client finds the daemon is part of the protocol: the client
+// crate resolves the same default socket and lock file.
+pub(crate) use pidguard_protocol::{default_socket, lock_file};
 
 /// The directory holding `socket`.
 pub(crate) fn socket_dir(socket: &Path) -> PathBuf {
@@ -44,13 +28,6 @@ pub(crate) fn socket_dir(socket: &Path) -> PathBuf {
 /// The default state file: `state.json` next to the socket.
 pub(crate) fn default_state(socket: &Path) -> PathBuf {
     socket_dir(socket).join("state.json")
-}
-
-/// The lock file a daemon holds while it serves `socket`.
-pub(crate) fn lock_file(socket: &Path) -> PathBuf {
-    let mut name = socket.as_os_str().to_owned();
-    name.push(".lock");
-    PathBuf::from(name)
 }
 
 /// Where an autostarted daemon writes its log.

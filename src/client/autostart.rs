@@ -14,11 +14,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use pidguard_client::Client;
 
-use super::connection::{Connection, OpenError};
 use crate::exit::{Code, Failure};
 use crate::paths;
-use crate::protocol::{Pong, Request};
 
 /// How long a client waits for a daemon it started.
 const STARTUP: Duration = Duration::from_secs(10);
@@ -29,30 +28,32 @@ const POLL: Duration = Duration::from_millis(10);
 /// Connects to the daemon on `socket`, starting one first if none answers
 /// and `autostart` is set. Each step waits at most `timeout`; something
 /// listening there that is not to be trusted is refused at once.
-pub(crate) fn connect(
+pub(crate) async fn connect(
     socket: &Path,
     autostart: bool,
     timeout: Duration,
-) -> Result<Connection, Failure> {
-    let first = match Connection::open(socket, timeout) {
-        Ok(connection) => return Ok(connection),
-        Err(OpenError::Untrusted(error)) => return Err(Failure::new(Code::Failure, error)),
-        Err(OpenError::Unreachable(error)) => error,
+) -> Result<Client, Failure> {
+    let first = match Client::connect_with_timeout(socket, timeout).await {
+        Ok(client) => return Ok(client),
+        Err(error) if error.is_unreachable() => error,
+        // An impostor, or a listener whose credentials cannot be read:
+        // never start a daemon over it, never talk to it.
+        Err(error) => return Err(Failure::new(Code::Failure, error)),
     };
     if !autostart {
-        return Err(unreachable(socket, first));
+        return Err(unreachable(socket, first.into()));
     }
     let mut child = Some(start(socket)?);
     let deadline = Instant::now() + STARTUP;
     loop {
-        match Connection::open(socket, timeout) {
-            Ok(mut connection) => {
-                if connection.call::<Pong>(&Request::Ping {}).is_ok() {
-                    return Ok(connection);
+        match Client::connect_with_timeout(socket, timeout).await {
+            Ok(mut client) => {
+                if client.ping().await.is_ok() {
+                    return Ok(client);
                 }
             }
-            Err(OpenError::Untrusted(error)) => return Err(Failure::new(Code::Failure, error)),
-            Err(OpenError::Unreachable(_)) => {}
+            Err(error) if error.is_unreachable() => {}
+            Err(error) => return Err(Failure::new(Code::Failure, error)),
         }
         // Our daemon leaving with "already running" is fine: the other
         // one is coming up. Any other exit means it could not start.
@@ -84,7 +85,7 @@ pub(crate) fn connect(
                 ),
             ));
         }
-        std::thread::sleep(POLL);
+        tokio::time::sleep(POLL).await;
     }
 }
 

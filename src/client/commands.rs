@@ -6,13 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use monitor_core::{OrphanAction, OrphanTarget, Signal};
+use pidguard_client::TrackOptions;
 
-use super::ClientArgs;
-use super::connection::CallError;
+use super::{ClientArgs, block_on, failure};
 use crate::exit::{Code, Failure};
-use crate::protocol::{
-    EventLine, KEEPALIVE, Registration, Request, StatusReport, Streaming, TrackRequest, Untracked,
-};
 
 /// `pidguard track` options.
 #[derive(Debug, Clone, Args)]
@@ -107,13 +104,6 @@ pub(crate) struct EventsArgs {
     client: ClientArgs,
 }
 
-fn refused(error: CallError) -> Failure {
-    match error {
-        CallError::Refused(body) => Failure::new(Code::Failure, anyhow::anyhow!("{body}")),
-        CallError::Broken(failure) => failure,
-    }
-}
-
 fn parse_target(text: &str) -> Result<OrphanTarget, String> {
     match text {
         "process" => Ok(OrphanTarget::Process),
@@ -123,44 +113,65 @@ fn parse_target(text: &str) -> Result<OrphanTarget, String> {
     }
 }
 
+impl TrackArgs {
+    /// The options every pid is registered with.
+    fn options(&self) -> TrackOptions {
+        let mut options = TrackOptions::new();
+        if let Some(parent) = self.parent {
+            options = options.parent(parent);
+        }
+        if let Some(action) = self.action {
+            options = options.action(action);
+        }
+        if let Some(grace) = self.grace {
+            options = options.grace(grace);
+        }
+        if let Some(signal) = self.signal {
+            options = options.signal(signal);
+        }
+        if self.tree {
+            options = options.tree(true);
+        }
+        if let Some(target) = self.target {
+            options = options.target(target);
+        }
+        options
+    }
+}
+
 /// Registers each pid; reports every refusal and fails if any was refused.
 pub(crate) fn track(args: &TrackArgs) -> Result<(), Failure> {
-    let mut connection = args.client.connect()?;
-    let mut out = std::io::stdout().lock();
-    let mut failures = Vec::new();
-    for &pid in &args.pids {
-        let request = Request::Track(TrackRequest {
-            pid,
-            parent: args.parent,
-            action: args.action,
-            grace: args.grace,
-            signal: args.signal,
-            tree: args.tree.then_some(true),
-            target: args.target,
-        });
-        match connection.call::<Registration>(&request) {
-            Ok(r) => writeln!(
-                out,
-                "tracking {} (parent {}; when orphaned: {}, {} then SIGKILL after {})",
-                r.id,
-                r.parent,
-                r.action,
-                r.signal,
-                humantime::format_duration(r.grace)
-            )
-            .context("writing to stdout")?,
-            Err(CallError::Broken(failure)) => return Err(failure),
-            Err(error) => failures.push(about(pid, &error.to_string())),
+    block_on(async {
+        let mut client = args.client.connect().await?;
+        let mut out = std::io::stdout().lock();
+        let mut failures = Vec::new();
+        for &pid in &args.pids {
+            match client.track(pid, args.options()).await {
+                Ok(r) => writeln!(
+                    out,
+                    "tracking {} (parent {}; when orphaned: {}, {} then SIGKILL after {})",
+                    r.id,
+                    r.parent,
+                    r.action,
+                    r.signal,
+                    humantime::format_duration(r.grace)
+                )
+                .context("writing to stdout")?,
+                Err(error) => match error.refusal() {
+                    Some(body) => failures.push(about(pid, &body.message)),
+                    None => return Err(failure(error)),
+                },
+            }
         }
-    }
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::new(
-            Code::Failure,
-            anyhow::anyhow!(failures.join("; ")),
-        ))
-    }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(Failure::new(
+                Code::Failure,
+                anyhow::anyhow!(failures.join("; ")),
+            ))
+        }
+    })
 }
 
 /// `message` about `pid`, naming it once: the daemon's refusals mostly
@@ -180,19 +191,21 @@ fn about(pid: i32, message: &str) -> String {
 
 /// Drops a registration.
 pub(crate) fn untrack(args: &UntrackArgs) -> Result<(), Failure> {
-    let mut connection = args.client.connect()?;
-    let untracked: Untracked = connection
-        .call(&Request::Untrack { pid: args.pid })
-        .map_err(refused)?;
-    writeln!(std::io::stdout().lock(), "untracked {}", untracked.id)
-        .context("writing to stdout")?;
-    Ok(())
+    block_on(async {
+        let mut client = args.client.connect().await?;
+        let untracked = client.untrack(args.pid).await.map_err(failure)?;
+        writeln!(std::io::stdout().lock(), "untracked {}", untracked.id)
+            .context("writing to stdout")?;
+        Ok(())
+    })
 }
 
 /// Prints the caller's registrations.
 pub(crate) fn status(args: &StatusArgs) -> Result<(), Failure> {
-    let mut connection = args.client.connect()?;
-    let report: StatusReport = connection.call(&Request::Status {}).map_err(refused)?;
+    let report = block_on(async {
+        let mut client = args.client.connect().await?;
+        client.status().await.map_err(failure)
+    })?;
     let mut out = std::io::stdout().lock();
     let format = if args.json {
         StatusFormat::Json
@@ -261,23 +274,31 @@ pub(crate) fn status(args: &StatusArgs) -> Result<(), Failure> {
 
 /// Prints events as they come, until the daemon goes away.
 pub(crate) fn events(args: &EventsArgs) -> Result<(), Failure> {
-    let mut connection = args.client.connect()?;
-    let _: Streaming = connection.call(&Request::Events {}).map_err(refused)?;
-    // A quiet stream still gets a keepalive line every KEEPALIVE: waiting
-    // longer than that (plus the timeout) means the daemon is gone.
-    connection.set_read_wait(KEEPALIVE + args.client.timeout())?;
-    let mut out = std::io::stdout().lock();
-    loop {
-        let line: EventLine = connection.read_line()?;
-        let text = match (&line.event, line.lagged, args.json) {
-            (_, _, true) => serde_json::to_string(&line).context("formatting an event")?,
-            (Some(event), _, false) => event.to_string(),
-            (None, Some(missed), false) => format!("(missed {missed} events)"),
-            (None, None, false) => continue,
-        };
-        writeln!(out, "{text}").context("writing to stdout")?;
-        out.flush().context("writing to stdout")?;
-    }
+    block_on(async {
+        let client = args.client.connect().await?;
+        let socket = client.socket().to_path_buf();
+        // A quiet stream still gets a keepalive line every 15 s; the
+        // client crate gives up after that plus the timeout (the daemon
+        // is gone then).
+        let mut events = client.events().await.map_err(failure)?;
+        let mut out = std::io::stdout().lock();
+        loop {
+            let Some(line) = events.next_line().await.map_err(failure)? else {
+                return Err(Failure::from(anyhow::anyhow!(
+                    "the daemon on {} closed the connection",
+                    socket.display()
+                )));
+            };
+            let text = match (&line.event, line.lagged, args.json) {
+                (_, _, true) => serde_json::to_string(&line).context("formatting an event")?,
+                (Some(event), _, false) => event.to_string(),
+                (None, Some(missed), false) => format!("(missed {missed} events)"),
+                (None, None, false) => continue,
+            };
+            writeln!(out, "{text}").context("writing to stdout")?;
+            out.flush().context("writing to stdout")?;
+        }
+    })
 }
 
 #[cfg(test)]

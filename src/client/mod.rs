@@ -1,27 +1,28 @@
 //! The client commands: `track`, `untrack`, `status`, `events`. Each
-//! talks to the daemon over its socket and starts one when none answers
-//! (unless `--no-autostart`).
+//! talks to the daemon over its socket through the `pidguard-client` crate
+//! (its timeouts, its check of who listens, its bound on answer lines),
+//! and starts a daemon when none answers (unless `--no-autostart`).
 //!
 //! # Layout
 //!
-//! - `connection`: one blocking connection, request and response lines.
 //! - `autostart`: connecting, and starting a detached daemon if needed.
 //! - `commands`: the commands and how they print their results.
 
 mod autostart;
 mod commands;
-mod connection;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
+use pidguard_client::Client;
 
 pub(crate) use commands::{
     EventsArgs, StatusArgs, TrackArgs, UntrackArgs, events, status, track, untrack,
 };
 
-use crate::exit::Failure;
+use crate::exit::{Code, Failure};
 use crate::paths;
 
 /// Options every client command takes.
@@ -42,34 +43,42 @@ pub(crate) struct ClientArgs {
         value_name = "DURATION",
         env = "PIDGUARD_TIMEOUT",
         default_value = "10s",
-        value_parser = parse_timeout
+        value_parser = pidguard_client::parse_timeout
     )]
     timeout: Duration,
 }
 
-/// A timeout between 1 ms and a day: zero would mean "wait forever" to the
-/// socket calls, which is exactly what the timeout is there to prevent.
-fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let timeout = humantime::parse_duration(text).map_err(|error| error.to_string())?;
-    if timeout < Duration::from_millis(1) || timeout > Duration::from_secs(24 * 60 * 60) {
-        return Err(format!(
-            "{text} is out of range: the timeout must be between 1ms and 1day"
-        ));
-    }
-    Ok(timeout)
-}
-
 impl ClientArgs {
     /// Connects as these options say.
-    fn connect(&self) -> Result<connection::Connection, Failure> {
+    async fn connect(&self) -> Result<Client, Failure> {
         let socket = self.socket.clone().unwrap_or_else(paths::default_socket);
-        autostart::connect(&socket, !self.no_autostart, self.timeout)
+        autostart::connect(&socket, !self.no_autostart, self.timeout).await
     }
+}
 
-    /// How long each step may take.
-    fn timeout(&self) -> Duration {
-        self.timeout
+/// Runs a command's body on a runtime of its own: one thread, one
+/// connection at a time.
+fn block_on<T>(command: impl Future<Output = Result<T, Failure>>) -> Result<T, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the client's runtime")?;
+    runtime.block_on(command)
+}
+
+/// A client error as the commands report it: "unreachable" (exit code 3)
+/// when no daemon answered in time, a plain failure otherwise. A refusal
+/// says the daemon's message alone, as it always did.
+fn failure(error: pidguard_client::Error) -> Failure {
+    if let Some(body) = error.refusal() {
+        return Failure::new(Code::Failure, anyhow::anyhow!("{body}"));
     }
+    let code = if error.is_unreachable() {
+        Code::Unreachable
+    } else {
+        Code::Failure
+    };
+    Failure::new(code, error)
 }
 
 /// Client-side logging: warnings and errors only, unless `RUST_LOG` says

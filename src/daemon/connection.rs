@@ -24,7 +24,7 @@ use super::access::Peer;
 use super::limits::{Limits, Slot};
 use super::lines::{Line, LineReader, ReadLimits};
 use super::service::{OwnedEvent, ServiceHandle};
-use super::stats::{self, DaemonStats};
+use super::stats::DaemonStats;
 use crate::protocol::{
     self, ErrorBody, ErrorKind, EventLine, KEEPALIVE, Pong, Request, RequestKind, Streaming,
     VersionInfo,
@@ -132,7 +132,7 @@ pub(crate) async fn serve(
                 return;
             }
             Ok(request) => {
-                let kind = stats::kind_of(&request);
+                let kind = request.kind();
                 let (line, outcome) = answer(&shared.service, peer, id.as_deref(), request).await;
                 shared.stats.request(kind, outcome);
                 line

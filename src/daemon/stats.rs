@@ -11,9 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::limits::Refusal;
-use crate::protocol::{
-    DaemonCounters, ErrorKind, HistogramCounts, Request, RequestCount, RequestKind,
-};
+use crate::protocol::{DaemonCounters, ErrorKind, HistogramCounts, RequestCount, RequestKind};
 
 /// Upper bounds (seconds) of the state-write latency buckets: an fsync is
 /// about a millisecond on a quiet disk, a second on a drowning one.
@@ -196,18 +194,6 @@ impl DaemonStats {
             },
             monitor_events_missed: load(&self.events_missed),
         }
-    }
-}
-
-/// The kind of a parsed request, for the counters.
-pub(crate) fn kind_of(request: &Request) -> RequestKind {
-    match request {
-        Request::Ping {} => RequestKind::Ping,
-        Request::Version {} => RequestKind::Version,
-        Request::Track(_) => RequestKind::Track,
-        Request::Untrack { .. } => RequestKind::Untrack,
-        Request::Status {} => RequestKind::Status,
-        Request::Events {} => RequestKind::Events,
     }
 }
 

@@ -78,8 +78,9 @@ fn a_daemon_of_another_user_is_refused_before_anything_is_sent() {
 }
 
 /// As uid 65534: listen, answer every line with a registration, and
-/// report how many bytes clients sent once stdin closes.
-fn fake_daemon(socket: &str) {
+/// report how many bytes clients sent once stdin closes (also the
+/// impostor of `client.rs`).
+pub(crate) fn fake_daemon(socket: &str) {
     let listener = UnixListener::bind(socket).unwrap();
     listener.set_nonblocking(true).unwrap();
     println!("FAKE LISTENING");

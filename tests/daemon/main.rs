@@ -16,6 +16,13 @@
 //!   watchdog and a wedged actor), a socket passed in `LISTEN_FDS`.
 //! - `timeouts.rs`: clients of a stopped daemon (finding 3).
 //! - `cli.rs`: the client commands, autostart and the single-daemon race.
+//! - `client.rs`: the `pidguard-client` crate: every request, the event
+//!   stream, a unit handed over and ended with its parent.
+//! - `client_faults.rs`: the client crate against a stopped daemon, an
+//!   impostor (uid 65534), an endless answer; `connect_default`.
+//! - `crash.rs`: a program registers its workers through the client
+//!   crate, then SIGKILLs itself; the daemon ends the workers and their
+//!   children, and leaves an unregistered worker's alone.
 //! - `fixture.rs`: the temporary directory, the daemon guard, a raw client.
 //! - `load.rs`: 100 clients x 100 requests, nothing lost.
 //! - `logs.rs`: no escape codes in a pipe, JSON lines, the journal's
@@ -42,6 +49,9 @@ mod common;
 mod access;
 mod bounds;
 mod cli;
+mod client;
+mod client_faults;
+mod crash;
 mod files;
 mod fixture;
 mod impostor;

@@ -87,6 +87,38 @@ fn track_status_untrack_round_trip() {
     );
 }
 
+/// A `track` naming the start time it expects registers that process
+/// only: a pid now held by a process with another start time (a reused
+/// pid) is refused, naming both.
+#[test]
+fn a_track_with_a_start_time_registers_only_that_process() {
+    let dir = TempDir::new(0o700);
+    let daemon = daemon(&dir);
+    let mut procs = Procs::new();
+    let sleep = procs.sleep("300");
+    let mut client = daemon.client();
+    let stale = sleep.start_time.saturating_sub(1);
+    let refused = client.refused(json!({
+        "request": "track", "pid": sleep.pid, "start_time": stale
+    }));
+    assert_eq!(refused["kind"], json!("refused"), "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains(&sleep.start_time.to_string())
+            && message.contains(&stale.to_string())
+            && message.contains("reused"),
+        "{refused}"
+    );
+    assert!(client.tracked_pids().is_empty(), "nothing was registered");
+    let registration = client.ok(json!({
+        "request": "track", "pid": sleep.pid, "start_time": sleep.start_time
+    }));
+    assert_eq!(
+        registration["id"],
+        json!({"pid": sleep.pid, "start_time": sleep.start_time})
+    );
+}
+
 #[test]
 fn events_stream_what_happens_to_registrations() {
     let dir = TempDir::new(0o700);

@@ -311,6 +311,11 @@ impl Service {
         if let Some(parent) = request.parent {
             options = options.parent(parent);
         }
+        // The caller's idea of the process: a pid reused since it learned
+        // it is refused by the monitor (identity mismatch).
+        if let Some(start_time) = request.start_time {
+            options = options.start_time(start_time);
+        }
         if let Some(tree) = request.tree {
             options = options.tree(tree);
         }

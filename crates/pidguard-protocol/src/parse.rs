@@ -8,11 +8,14 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{ErrorBody, ErrorKind, Request, RequestId, TrackRequest, VERSION};
+use crate::{ErrorBody, ErrorKind, Request, RequestId, TrackRequest, VERSION};
 
-/// A request line, parsed: its `id` (echoed even when the rest is bad)
-/// and the request or what is wrong with it.
-pub(crate) fn parse(line: &[u8]) -> (Option<RequestId>, Result<Request, ErrorBody>) {
+/// A request line, parsed as the daemon reads it: its `id` (echoed even
+/// when the rest is bad) and the request or what is wrong with it (the
+/// [`ErrorBody`] to answer with). The line's length is the caller's to
+/// bound: the daemon cuts a line at its `max_request_bytes` before it gets
+/// here.
+pub fn parse(line: &[u8]) -> (Option<RequestId>, Result<Request, ErrorBody>) {
     let invalid_json =
         |message: String| (None, Err(ErrorBody::new(ErrorKind::InvalidJson, message)));
     // Every value stays raw text until it is needed, so an `id` is echoed
@@ -109,7 +112,7 @@ mod tests {
     use serde_json::value::RawValue;
 
     use super::*;
-    use crate::protocol::{Envelope, Pong, Response, encode};
+    use crate::{Envelope, Pong, Response, encode};
 
     fn refused(line: &str) -> ErrorBody {
         parse(line.as_bytes()).1.expect_err(line)
@@ -125,6 +128,7 @@ mod tests {
             request.expect("valid"),
             Request::Track(TrackRequest {
                 pid: 42,
+                start_time: None,
                 parent: None,
                 action: Some(OrphanAction::Kill),
                 grace: Some(Duration::from_secs(2)),
@@ -133,6 +137,11 @@ mod tests {
                 target: Some(OrphanTarget::Group),
             })
         );
+        let (_, identity) = parse(br#"{"version":1,"request":"track","pid":42,"start_time":9001}"#);
+        let Ok(Request::Track(track)) = identity else {
+            panic!("a track with a start time: {identity:?}");
+        };
+        assert_eq!((track.pid, track.start_time), (42, Some(9001)));
         let (_, ping) = parse(br#"{"version":1,"request":"ping"}"#);
         assert_eq!(ping.expect("valid"), Request::Ping {});
     }
