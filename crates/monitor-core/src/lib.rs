@@ -89,6 +89,8 @@
 //! - `counters`: the running totals as metrics crates read them, and a
 //!   live view that never waits for the actor ([`LiveCounters`]).
 //! - `monitor`, `handle`: spawning, the handle, shutdown.
+//! - `waiting`: [`ExitInfo`], [`DrainReport`]: what `wait_for` and `drain`
+//!   give back (the waiters live in the actor: `actor/waiting`).
 //! - `spawn`: [`SpawnOptions`] and the long-lived spawner thread.
 //! - `actor`: the state; `actor/escalation`, `actor/watches`,
 //!   `actor/units`, `actor/tree`: orphan actions, pidfd wake-ups, units
@@ -133,6 +135,7 @@ mod supervisor;
 mod sys_error;
 mod track;
 mod unit;
+mod waiting;
 mod watch;
 
 #[cfg(test)]
@@ -153,6 +156,8 @@ mod requires;
 mod timing_tests;
 #[cfg(test)]
 mod unit_tests;
+#[cfg(test)]
+mod waiting_tests;
 
 pub use compat::{
     get_monitor, start_monitor, start_monitor_with, stop_monitor, track_process, untrack_process,
@@ -172,6 +177,7 @@ pub use spawn::SpawnOptions;
 pub use status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};
 pub use track::{ChildProcess, OwnedChild, ParentSpec, TrackChildError, TrackOptions, Tracked};
 pub use unit::{Containment, UnitResources, UnitStatus};
+pub use waiting::{DrainReport, ExitInfo};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

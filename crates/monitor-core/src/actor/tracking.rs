@@ -256,15 +256,16 @@ impl Actor {
                 "tracking"
             );
         });
+        if tracked.owned {
+            self.owned_pids.insert(pid);
+        }
+        self.tracked.insert(pid, entry);
+        // Once it is in the table, so its unit's feed gets it.
         self.emit(Event::Tracked {
             id,
             parent,
             owned: tracked.owned,
         });
-        if tracked.owned {
-            self.owned_pids.insert(pid);
-        }
-        self.tracked.insert(pid, entry);
         if unit.is_some() && containment != Containment::None && self.adopt_into_next_unit {
             self.adopting = Some(id);
         }
@@ -368,6 +369,7 @@ impl Actor {
             self.deadlines.remove(&key);
         }
         self.forget_parent(pid, entry.parent);
+        self.waiting.left(entry.id(), entry.root());
         self.leave_unit(pid, entry.root());
         Some(entry)
     }
