@@ -43,6 +43,17 @@
 //! functions [`start_monitor`], [`track_process`], [`untrack_process`],
 //! [`get_monitor`] and [`stop_monitor`] instead.
 //!
+//! # Testing code that uses the monitor
+//!
+//! Code that drives a monitor (deadlines, terminations, drains) is tested
+//! on paused time against a fake process table: [`testing`], behind the
+//! `test-util` feature, runs the real monitor over it, so every instant a
+//! test asserts is exact ("SIGTERM at 30 s, SIGKILL at 35 s"). Real
+//! processes are tested on real time with short durations instead: paused
+//! time cannot drive them, because tokio moves the clock to the next
+//! timer whenever no task is ready, without waiting for a real child to
+//! exit (the [`testing`] docs say more).
+//!
 //! # Theory of operation
 //!
 //! One **actor** task owns all state and takes commands from
@@ -98,7 +109,9 @@
 //! - `watch`: pidfds registered with the reactor, one waker each.
 //! - `scan`, `reap`: the scanner task and the SIGCHLD forwarder.
 //! - `supervisor`: every task watched; one that dies stops the monitor.
-//! - `os`: the seam to the kernel (procfs, pidfd, `waitid`), faked in tests.
+//! - `os`: the seam to the kernel (procfs, pidfd, `waitid`, spawning),
+//!   faked in tests by `fake`, which [`testing`] (feature `test-util`)
+//!   gives to users' tests.
 //! - `cgroup`, `connector`, `lineage`: the kernel layer of units: leaf
 //!   cgroups the monitor creates, fork and exit events from the process
 //!   connector, and the membership those events imply; `sys_error` is
@@ -133,12 +146,16 @@ mod status;
 mod supervisor;
 #[allow(dead_code)]
 mod sys_error;
+#[cfg(any(test, doc, feature = "test-util"))]
+pub mod testing;
 mod track;
 mod unit;
 mod waiting;
 mod watch;
 
-#[cfg(test)]
+// The fake process table: this crate's tests use it, and the `testing`
+// module gives it to users' tests.
+#[cfg(any(test, doc, feature = "test-util"))]
 mod fake;
 #[cfg(test)]
 mod fallback_tests;

@@ -12,7 +12,7 @@ use crate::status::ProcessState;
 use crate::watch::WatchKey;
 use crate::{
     ChildProcess, Containment, Error, Event, OwnedChild, ParentSpec, ProcessId, SpawnOptions,
-    TrackOptions, Tracked, spawn,
+    TrackOptions, Tracked,
 };
 
 impl Actor {
@@ -44,7 +44,10 @@ impl Actor {
             },
             None => None,
         };
-        let mut child = spawn::spawn(command, options.parent_death_signal)
+        // Through the seam: a test's fake table starts a fake child.
+        let crate::os::Spawned { pid, child, pipes } = self
+            .os
+            .spawn(command, options.parent_death_signal)
             .await
             .map_err(|source| {
                 self.next_leaf = None;
@@ -53,11 +56,9 @@ impl Actor {
                     source,
                 }
             })?;
-        let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        let pid = child.id() as i32;
         let (waiter, exit) = oneshot::channel();
         let mut owner = Some(Ownership {
-            child: Some(ChildProcess::Std(child)),
+            child: Some(child),
             waiter: Some(waiter),
         });
         if options.adopt_orphans
