@@ -108,6 +108,14 @@ pub enum Error {
         /// The pid that was given.
         pid: i32,
     },
+    /// The process was untracked (or left its unit) before it ended, so
+    /// the end a [`crate::MonitorHandle::wait_for`] waited for will never
+    /// be reported.
+    #[error("process {id} was untracked before it ended; nothing reports its end now")]
+    Untracked {
+        /// The process.
+        id: ProcessId,
+    },
     /// `track_child` got a child whose exit status was already collected.
     #[error("the child was already waited for; there is no process left to own")]
     ChildAlreadyReaped,

@@ -7,17 +7,32 @@
 //! child of the monitor stays a zombie with its exit status until the
 //! monitor reaps it (through a [`FakeChild`] or the pidfd path), and
 //! raises SIGCHLD if a channel for it was set.
+//!
+//! Its public face, for users' tests, is `crate::testing`: there a spawn
+//! through the monitor starts the fake program registered under the
+//! command's name.
+
+// A build with the `test-util` feature but without this crate's own tests
+// leaves the helpers only those tests use unused.
+#![cfg_attr(not(test), allow(dead_code))]
 
 use std::collections::HashMap;
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
 
 use nix::errno::Errno;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::os::{Os, ProcHandle, ProcInfo};
-use crate::{Error, ExitStatus, ProcessId, Signal};
+use crate::os::{Os, ProcHandle, ProcInfo, SpawnFuture, Spawned};
+use crate::testing::FakeProgram;
+use crate::{ChildProcess, Error, ExitStatus, ProcessId, Signal};
+
+/// The first pid [`FakeOs::start`] hands out, above the fixed pids of this
+/// crate's own tests.
+const FIRST_STARTED_PID: i32 = 1000;
 
 /// The fake monitor's own pid.
 pub(crate) const MY_PID: i32 = 100;
@@ -83,11 +98,91 @@ pub(crate) struct FakeOs {
     table: Mutex<Table>,
     /// Where a child of the monitor's death raises SIGCHLD.
     sigchld: Mutex<Option<mpsc::Sender<()>>>,
+    /// What a spawn of each program name starts.
+    programs: Mutex<HashMap<String, FakeProgram>>,
+    /// The pid the next started process gets.
+    next_pid: AtomicI32,
+    /// This table, for the timers of processes that exit on their own and
+    /// for the children a spawn hands the monitor.
+    me: Weak<FakeOs>,
+    /// Where those timers run: the runtime the table was made in.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 impl FakeOs {
     pub(crate) fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+        Arc::new_cyclic(|me| Self {
+            next_pid: AtomicI32::new(FIRST_STARTED_PID),
+            me: me.clone(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            ..Self::default()
+        })
+    }
+
+    /// A spawn of `name` starts `program` from now on.
+    pub(crate) fn set_program(&self, name: String, program: FakeProgram) {
+        self.programs
+            .lock()
+            .expect("no test panics holding it")
+            .insert(name, program);
+    }
+
+    /// Starts `program` as a child of `ppid`, its own children with it;
+    /// returns the identity of the process started.
+    pub(crate) fn start(&self, ppid: i32, program: &FakeProgram) -> ProcessId {
+        let pid = self.next_pid.fetch_add(1, Ordering::Relaxed);
+        let id = self.spawn_with(
+            pid,
+            FakeProc {
+                start_time: pid.unsigned_abs().into(),
+                ppid,
+                ignores_term: program.ignores_term,
+                ..FakeProc::default()
+            },
+        );
+        if let Some((after, status)) = program.exits_after {
+            self.exit_later(id, after, status);
+        }
+        for child in &program.children {
+            self.start(pid, child);
+        }
+        id
+    }
+
+    /// `id` exits with `status` once `after` has passed (on the runtime's
+    /// clock, so exactly then on paused time), if it still runs then.
+    fn exit_later(&self, id: ProcessId, after: Duration, status: ExitStatus) {
+        let Some(runtime) = &self.runtime else {
+            tracing::warn!(
+                pid = id.pid,
+                "no runtime: this fake process never exits on its own"
+            );
+            return;
+        };
+        let me = self.me.clone();
+        runtime.spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Some(os) = me.upgrade()
+                && os
+                    .stat_pid(id.pid)
+                    .is_some_and(|info| info.start_time == id.start_time)
+            {
+                os.exit_with(id.pid, status);
+            }
+        });
+    }
+
+    /// The children of `pid`, sorted by pid.
+    pub(crate) fn children_of(&self, pid: i32) -> Vec<ProcessId> {
+        let mut children: Vec<ProcessId> = self
+            .table()
+            .procs
+            .iter()
+            .filter(|(_, proc)| proc.ppid == pid)
+            .map(|(pid, proc)| ProcessId::new(*pid, proc.start_time))
+            .collect();
+        children.sort_unstable();
+        children
     }
 
     /// The process changes its real uid (a privileged `setuid`).
@@ -391,5 +486,42 @@ impl Os for FakeOs {
 
     fn set_subreaper(&self) -> io::Result<()> {
         Ok(())
+    }
+
+    /// Starts the fake program registered under the command's name (the
+    /// whole program string, else its file name), as a child of the
+    /// monitor; arguments and stdio are not looked at.
+    fn spawn(
+        &self,
+        command: std::process::Command,
+        _parent_death_signal: Option<Signal>,
+    ) -> SpawnFuture {
+        let name = command.get_program().to_string_lossy().into_owned();
+        let program = {
+            let programs = self.programs.lock().expect("no test panics holding it");
+            let file_name = std::path::Path::new(&name)
+                .file_name()
+                .map(|file| file.to_string_lossy().into_owned());
+            programs
+                .get(&name)
+                .or_else(|| file_name.and_then(|file| programs.get(&file)))
+                .cloned()
+        };
+        let spawned = match (program, self.me.upgrade()) {
+            (Some(program), Some(os)) => {
+                let id = self.start(MY_PID, &program);
+                Ok(Spawned {
+                    pid: id.pid,
+                    child: ChildProcess::Fake(FakeChild::new(&os, id)),
+                    pipes: (None, None, None),
+                })
+            }
+            (None, _) => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("no fake program is named {name:?} (FakeOs::program names one)"),
+            )),
+            (Some(_), None) => Err(io::Error::other("the fake process table is gone")),
+        };
+        Box::pin(std::future::ready(spawned))
     }
 }

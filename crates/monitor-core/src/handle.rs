@@ -1,11 +1,13 @@
 //! The cheap, cloneable front door to a running monitor.
 
+use std::time::Duration;
+
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::actor::Command;
 use crate::{
-    ChildProcess, Error, Event, OrphanTarget, OwnedChild, SpawnOptions, Status, TrackChildError,
-    TrackOptions, Tracked,
+    ChildProcess, DrainReport, Error, Event, ExitInfo, OrphanTarget, OwnedChild, ProcessId,
+    SpawnOptions, Status, TrackChildError, TrackOptions, Tracked,
 };
 
 /// Talks to a running monitor. `Clone + Send + Sync`; holds only the
@@ -174,6 +176,73 @@ impl MonitorHandle {
         self.request(|reply| Command::Subscribe { reply }).await
     }
 
+    /// Waits until the tracked process `id` ends, and says how: with its
+    /// exit status where the monitor reaped it (a child it spawned, was
+    /// handed or adopted), without one otherwise.
+    ///
+    /// Cancel-safe: dropping the future (a `tokio::time::timeout` that
+    /// elapsed) changes nothing, and the wait can be started again. A
+    /// process that ended a moment ago (the monitor remembers its last
+    /// 1,024 ends) is answered at once.
+    ///
+    /// # Errors
+    ///
+    /// At once: [`Error::NotTracked`] for a process the monitor does not
+    /// track (nor saw end lately), [`Error::IdentityMismatch`] when the pid
+    /// now names another process than `id`. Later:
+    /// [`Error::Untracked`] when it is untracked before it ends,
+    /// [`Error::MonitorGone`] when the monitor stops first (with
+    /// [`crate::ShutdownPolicy::Leave`]).
+    pub async fn wait_for(&self, id: ProcessId) -> Result<ExitInfo, Error> {
+        self.request(|reply| Command::WaitFor { id, reply }).await?
+    }
+
+    /// Terminates every unit the monitor holds, and waits until none is
+    /// left or `timeout` has passed.
+    ///
+    /// Each process gets its unit's termination signal, then `SIGKILL`
+    /// after its grace period, as [`MonitorHandle::terminate`] does; the
+    /// units end together, in about one grace period. Drained are the units
+    /// of processes the monitor spawned or was handed *and* those of
+    /// processes it only tracks (`track`): a drain is an explicit request
+    /// to end what the monitor holds, and a process to keep is untracked
+    /// first. Units started after the drain began are not part of it.
+    ///
+    /// Unlike [`MonitorHandle::shutdown`], the monitor keeps running. The
+    /// report names what ended and what was still alive when the drain
+    /// stopped waiting; past the timeout, the escalation goes on (a
+    /// process in its grace period still gets its `SIGKILL`).
+    pub async fn drain(&self, timeout: Duration) -> Result<DrainReport, Error> {
+        self.request(|reply| Command::Drain { timeout, reply })
+            .await
+    }
+
+    /// A receiver of the events of one unit: the unit whose root is `root`
+    /// (a member's identity names its unit too).
+    ///
+    /// It is a [`tokio::sync::broadcast::Receiver`], like
+    /// [`MonitorHandle::subscribe`]'s, that gets only this unit's events
+    /// from now on: those about its root and its members (tracked, signalled,
+    /// killed, reaped, exited, ...), [`Event::Refused`] for processes kept
+    /// out of it, and [`Event::UnitEnded`] last (also when the unit is
+    /// untracked, after its `Untracked` events). After that, `recv` returns
+    /// `RecvError::Closed`, as it does when the monitor stops. It keeps up
+    /// to 256 unread events; a subscriber that falls further behind gets
+    /// `RecvError::Lagged`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotTracked`] when no unit has that root and no tracked
+    /// process that identity, [`Error::IdentityMismatch`] when the pid now
+    /// names another process.
+    pub async fn subscribe_unit(
+        &self,
+        root: ProcessId,
+    ) -> Result<broadcast::Receiver<Event>, Error> {
+        self.request(|reply| Command::SubscribeUnit { id: root, reply })
+            .await?
+    }
+
     /// Stops the monitor after applying its shutdown policy. Succeeds also
     /// when it had already stopped.
     pub async fn shutdown(&self) -> Result<(), Error> {
@@ -271,6 +340,16 @@ impl MonitorHandle {
     /// [`MonitorHandle::subscribe`] for plain threads.
     pub fn subscribe_blocking(&self) -> Result<broadcast::Receiver<Event>, Error> {
         self.request_blocking(|reply| Command::Subscribe { reply })
+    }
+
+    /// [`MonitorHandle::wait_for`] for plain threads.
+    pub fn wait_for_blocking(&self, id: ProcessId) -> Result<ExitInfo, Error> {
+        self.request_blocking(|reply| Command::WaitFor { id, reply })?
+    }
+
+    /// [`MonitorHandle::drain`] for plain threads.
+    pub fn drain_blocking(&self, timeout: Duration) -> Result<DrainReport, Error> {
+        self.request_blocking(|reply| Command::Drain { timeout, reply })
     }
 
     /// [`MonitorHandle::shutdown`] for plain threads.

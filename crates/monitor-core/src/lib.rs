@@ -43,6 +43,17 @@
 //! functions [`start_monitor`], [`track_process`], [`untrack_process`],
 //! [`get_monitor`] and [`stop_monitor`] instead.
 //!
+//! # Testing code that uses the monitor
+//!
+//! Code that drives a monitor (deadlines, terminations, drains) is tested
+//! on paused time against a fake process table: [`testing`], behind the
+//! `test-util` feature, runs the real monitor over it, so every instant a
+//! test asserts is exact ("SIGTERM at 30 s, SIGKILL at 35 s"). Real
+//! processes are tested on real time with short durations instead: paused
+//! time cannot drive them, because tokio moves the clock to the next
+//! timer whenever no task is ready, without waiting for a real child to
+//! exit (the [`testing`] docs say more).
+//!
 //! # Theory of operation
 //!
 //! One **actor** task owns all state and takes commands from
@@ -89,6 +100,8 @@
 //! - `counters`: the running totals as metrics crates read them, and a
 //!   live view that never waits for the actor ([`LiveCounters`]).
 //! - `monitor`, `handle`: spawning, the handle, shutdown.
+//! - `waiting`: [`ExitInfo`], [`DrainReport`]: what `wait_for` and `drain`
+//!   give back (the waiters live in the actor: `actor/waiting`).
 //! - `spawn`: [`SpawnOptions`] and the long-lived spawner thread.
 //! - `actor`: the state; `actor/escalation`, `actor/watches`,
 //!   `actor/units`, `actor/tree`: orphan actions, pidfd wake-ups, units
@@ -96,7 +109,9 @@
 //! - `watch`: pidfds registered with the reactor, one waker each.
 //! - `scan`, `reap`: the scanner task and the SIGCHLD forwarder.
 //! - `supervisor`: every task watched; one that dies stops the monitor.
-//! - `os`: the seam to the kernel (procfs, pidfd, `waitid`), faked in tests.
+//! - `os`: the seam to the kernel (procfs, pidfd, `waitid`, spawning),
+//!   faked in tests by `fake`, which [`testing`] (feature `test-util`)
+//!   gives to users' tests.
 //! - `cgroup`, `connector`, `lineage`: the kernel layer of units: leaf
 //!   cgroups the monitor creates, fork and exit events from the process
 //!   connector, and the membership those events imply; `sys_error` is
@@ -131,11 +146,16 @@ mod status;
 mod supervisor;
 #[allow(dead_code)]
 mod sys_error;
+#[cfg(any(test, doc, feature = "test-util"))]
+pub mod testing;
 mod track;
 mod unit;
+mod waiting;
 mod watch;
 
-#[cfg(test)]
+// The fake process table: this crate's tests use it, and the `testing`
+// module gives it to users' tests.
+#[cfg(any(test, doc, feature = "test-util"))]
 mod fake;
 #[cfg(test)]
 mod fallback_tests;
@@ -153,6 +173,8 @@ mod requires;
 mod timing_tests;
 #[cfg(test)]
 mod unit_tests;
+#[cfg(test)]
+mod waiting_tests;
 
 pub use compat::{
     get_monitor, start_monitor, start_monitor_with, stop_monitor, track_process, untrack_process,
@@ -172,6 +194,7 @@ pub use spawn::SpawnOptions;
 pub use status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};
 pub use track::{ChildProcess, OwnedChild, ParentSpec, TrackChildError, TrackOptions, Tracked};
 pub use unit::{Containment, UnitResources, UnitStatus};
+pub use waiting::{DrainReport, ExitInfo};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -289,6 +289,13 @@ impl MonitorBuilder {
     }
 }
 
+impl From<MonitorBuilder> for Config {
+    /// The config built.
+    fn from(builder: MonitorBuilder) -> Self {
+        builder.config
+    }
+}
+
 /// The monitor's own cgroup subtree, where it may make one: units of the
 /// children it spawns then live in leaves of it. Where it may not (not
 /// root, no delegation, no cgroup v2), units fall back to weaker

@@ -16,7 +16,28 @@ use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use procfs::process::Process;
 use rustix::process::{Pid, PidfdFlags};
 
-use crate::{Error, ExitStatus, ProcessId, Signal};
+use crate::{ChildProcess, Error, ExitStatus, ProcessId, Signal};
+
+/// The pipe ends a spawned child's command asked for (`Stdio::piped()`).
+pub(crate) type Pipes = (
+    Option<std::process::ChildStdin>,
+    Option<std::process::ChildStdout>,
+    Option<std::process::ChildStderr>,
+);
+
+/// A child [`Os::spawn`] started.
+#[derive(Debug)]
+pub(crate) struct Spawned {
+    pub(crate) pid: i32,
+    /// The value that reaps it.
+    pub(crate) child: ChildProcess,
+    pub(crate) pipes: Pipes,
+}
+
+/// What [`Os::spawn`] returns: the real spawn may wait for the spawner
+/// thread.
+pub(crate) type SpawnFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<Spawned>> + Send>>;
 
 /// What one read of `/proc/<pid>/stat` tells the monitor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +70,7 @@ pub(crate) struct ProcHandle {
 
 impl ProcHandle {
     /// A handle with no kernel objects behind it, for the fake table.
-    #[cfg(test)]
+    #[cfg(any(test, doc, feature = "test-util"))]
     pub(crate) fn bare(id: ProcessId) -> Self {
         Self {
             id,
@@ -137,6 +158,14 @@ pub(crate) trait Os: Send + Sync + 'static {
 
     /// Makes this process a child subreaper.
     fn set_subreaper(&self) -> io::Result<()>;
+
+    /// Starts `command` as a child of this process, with the parent-death
+    /// signal armed if one is given (see `spawn.rs`).
+    fn spawn(
+        &self,
+        command: std::process::Command,
+        parent_death_signal: Option<Signal>,
+    ) -> SpawnFuture;
 }
 
 /// A child reaped by [`Os::reap_any`].
@@ -488,6 +517,23 @@ impl Os for LinuxOs {
 
     fn set_subreaper(&self) -> io::Result<()> {
         nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
+    }
+
+    fn spawn(
+        &self,
+        command: std::process::Command,
+        parent_death_signal: Option<Signal>,
+    ) -> SpawnFuture {
+        Box::pin(async move {
+            let mut child = crate::spawn::spawn(command, parent_death_signal).await?;
+            let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
+            let pid = i32::try_from(child.id()).map_err(io::Error::other)?;
+            Ok(Spawned {
+                pid,
+                child: ChildProcess::Std(child),
+                pipes,
+            })
+        })
     }
 }
 

@@ -160,8 +160,10 @@ pub enum ChildProcess {
     Std(std::process::Child),
     /// A `tokio::process::Child`.
     Tokio(tokio::process::Child),
-    /// A child of the fake process table (this crate's unit tests only).
-    #[cfg(test)]
+    /// A child of the fake process table (this crate's tests, and
+    /// [`crate::testing`]).
+    #[cfg(any(test, doc, feature = "test-util"))]
+    #[doc(hidden)]
     Fake(crate::fake::FakeChild),
 }
 
@@ -171,7 +173,7 @@ impl ChildProcess {
         let id = match self {
             Self::Std(child) => Some(child.id()),
             Self::Tokio(child) => child.id(),
-            #[cfg(test)]
+            #[cfg(any(test, doc, feature = "test-util"))]
             Self::Fake(child) => u32::try_from(child.pid()).ok(),
         };
         id.and_then(|id| i32::try_from(id).ok())
@@ -183,7 +185,7 @@ impl ChildProcess {
         let status = match self {
             Self::Std(child) => child.try_wait()?,
             Self::Tokio(child) => child.try_wait()?,
-            #[cfg(test)]
+            #[cfg(any(test, doc, feature = "test-util"))]
             Self::Fake(child) => return child.try_wait(),
         };
         Ok(status.map(ExitStatus::from))

@@ -79,7 +79,7 @@ impl Actor {
 
     /// The whole unit of `root` is being stopped: members found from now on
     /// are stopped the same way (a kill is never weakened to a terminate).
-    fn mark_stopping(&mut self, root: ProcessId, kill: bool) {
+    pub(super) fn mark_stopping(&mut self, root: ProcessId, kill: bool) {
         if let Some(unit) = self.units.get_mut(&root) {
             unit.stopping = Some(kill || unit.stopping == Some(true));
         }

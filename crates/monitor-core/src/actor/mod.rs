@@ -8,7 +8,7 @@
 //! authorization, a unit's end), `watches` (pidfd wake-ups), `escalation`
 //! (orphan actions, stops and their deadlines), `tree` (finding members:
 //! descendants and process groups), `reaping` (sweeps and settling exits),
-//! `shutdown`.
+//! `shutdown`, `waiting` (waiters for an end, drains, per-unit feeds).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -34,13 +34,14 @@ mod shutdown;
 mod tracking;
 mod tree;
 mod units;
+mod waiting;
 mod watches;
 use self::units::Unit;
 use crate::status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};
 use crate::{
-    ChildProcess, Config, Containment, Error, ErrorKind, Event, ExitStatus, OrphanAction,
-    OrphanTarget, OwnedChild, ProcessId, ReapPolicy, Signal, SpawnOptions, TrackChildError,
-    TrackOptions, Tracked,
+    ChildProcess, Config, Containment, DrainReport, Error, ErrorKind, Event, ExitInfo, ExitStatus,
+    OrphanAction, OrphanTarget, OwnedChild, ProcessId, ReapPolicy, Signal, SpawnOptions,
+    TrackChildError, TrackOptions, Tracked,
 };
 
 /// A request from a [`crate::MonitorHandle`].
@@ -81,6 +82,21 @@ pub(crate) enum Command {
     },
     Shutdown {
         reply: oneshot::Sender<()>,
+    },
+    /// Terminate every unit; answer once all are gone or `timeout` passed.
+    Drain {
+        timeout: Duration,
+        reply: oneshot::Sender<DrainReport>,
+    },
+    /// Answer when this tracked process ends.
+    WaitFor {
+        id: ProcessId,
+        reply: oneshot::Sender<Result<ExitInfo, Error>>,
+    },
+    /// A receiver of one unit's events.
+    SubscribeUnit {
+        id: ProcessId,
+        reply: oneshot::Sender<Result<broadcast::Receiver<Event>, Error>>,
     },
 }
 
@@ -264,6 +280,8 @@ pub(crate) struct Actor {
     /// Where the counters are copied after each message, for
     /// [`crate::LiveCounters`] readers.
     published: Arc<crate::counters::Published>,
+    /// Waiters for ends, drains, per-unit event feeds.
+    waiting: waiting::Waiting,
 }
 
 /// The receiving ends the actor selects over.
@@ -313,6 +331,7 @@ impl Actor {
             cancel,
             sweep_cost: Arc::default(),
             published: Arc::default(),
+            waiting: waiting::Waiting::default(),
         }
     }
 
@@ -366,7 +385,10 @@ impl Actor {
                 },
                 Some(expired) = std::future::poll_fn(|cx| self.deadlines.poll_expired(cx)),
                     if !self.deadlines.is_empty() => self.on_deadline(expired.into_inner()),
+                // A drain's timeout; `after_message` answers it.
+                () = waiting::until(self.waiting.next_deadline()) => {}
             }
+            self.after_message();
             self.published.store(&self.counters);
         }
         self.shut_down().await;
@@ -380,6 +402,7 @@ impl Actor {
     }
 
     fn emit(&self, event: Event) {
+        self.feed_unit(&event);
         // No subscriber is not an error: events are for whoever listens.
         let _ = self.events.send(event);
     }
@@ -455,6 +478,11 @@ impl Actor {
                 self.shut_down().await;
                 let _ = reply.send(());
                 return true;
+            }
+            Command::Drain { timeout, reply } => self.drain(timeout, reply),
+            Command::WaitFor { id, reply } => self.wait_for(id, reply),
+            Command::SubscribeUnit { id, reply } => {
+                let _ = reply.send(self.subscribe_unit(id));
             }
         }
         false

@@ -19,6 +19,10 @@ impl Actor {
         if let Some(root) = self.ends_its_unit(pid) {
             self.last_look(root);
         }
+        // Before the removal, which tells the rest of its waiters it left.
+        if let Some(entry) = self.tracked.get(&pid) {
+            self.waiting.exited(entry.id(), entry.root(), status);
+        }
         let Some(mut entry) = self.remove(pid) else {
             return;
         };

@@ -15,6 +15,10 @@ impl Actor {
             self.terminate_units().await;
         }
         self.remove_cgroups();
+        // Feeds get their units' ends; drains are answered with what is
+        // left, since nothing will end it now.
+        self.after_message();
+        self.settle_drains(true);
         tracing::debug!(tracked = self.tracked.len(), "monitor stopped");
     }
 

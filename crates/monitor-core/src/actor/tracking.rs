@@ -12,7 +12,7 @@ use crate::status::ProcessState;
 use crate::watch::WatchKey;
 use crate::{
     ChildProcess, Containment, Error, Event, OwnedChild, ParentSpec, ProcessId, SpawnOptions,
-    TrackOptions, Tracked, spawn,
+    TrackOptions, Tracked,
 };
 
 impl Actor {
@@ -44,7 +44,10 @@ impl Actor {
             },
             None => None,
         };
-        let mut child = spawn::spawn(command, options.parent_death_signal)
+        // Through the seam: a test's fake table starts a fake child.
+        let crate::os::Spawned { pid, child, pipes } = self
+            .os
+            .spawn(command, options.parent_death_signal)
             .await
             .map_err(|source| {
                 self.next_leaf = None;
@@ -53,11 +56,9 @@ impl Actor {
                     source,
                 }
             })?;
-        let pipes = (child.stdin.take(), child.stdout.take(), child.stderr.take());
-        let pid = child.id() as i32;
         let (waiter, exit) = oneshot::channel();
         let mut owner = Some(Ownership {
-            child: Some(ChildProcess::Std(child)),
+            child: Some(child),
             waiter: Some(waiter),
         });
         if options.adopt_orphans
@@ -256,15 +257,16 @@ impl Actor {
                 "tracking"
             );
         });
+        if tracked.owned {
+            self.owned_pids.insert(pid);
+        }
+        self.tracked.insert(pid, entry);
+        // Once it is in the table, so its unit's feed gets it.
         self.emit(Event::Tracked {
             id,
             parent,
             owned: tracked.owned,
         });
-        if tracked.owned {
-            self.owned_pids.insert(pid);
-        }
-        self.tracked.insert(pid, entry);
         if unit.is_some() && containment != Containment::None && self.adopt_into_next_unit {
             self.adopting = Some(id);
         }
@@ -368,6 +370,7 @@ impl Actor {
             self.deadlines.remove(&key);
         }
         self.forget_parent(pid, entry.parent);
+        self.waiting.left(entry.id(), entry.root());
         self.leave_unit(pid, entry.root());
         Some(entry)
     }

@@ -254,7 +254,9 @@ impl Actor {
             self.adopting = None;
         }
         tracing::debug!(root = %root, ?resources, "unit ended");
-        self.emit(Event::UnitEnded { root, resources });
+        let ended = Event::UnitEnded { root, resources };
+        self.waiting.unit_ended(&ended);
+        self.emit(ended);
     }
 
     /// The root of `pid`'s unit, if `pid` leaving it would end it (or
