@@ -108,6 +108,16 @@ pub struct ScanSummary {
 }
 
 /// A snapshot of the monitor, from [`crate::MonitorHandle::status`].
+///
+/// Serialized (serde), its durations are strings in the `humantime`
+/// format, the sum of their non-zero parts, largest first:
+/// `"725ms 297us 847ns"`, `"1m 30s"`, `"0s"`. Deserializing reads the same
+/// format, with or without spaces between the parts (`"1m30s"`) and with
+/// decimals (`"1.5s"`), but no bare number (`5`, `"5"`). Units are
+/// case-sensitive: `ns`, `us` (or `µs`), `ms`, `s`, `m` (minutes), `h`,
+/// `d`, `w`, `M` (months of 30.44 days), `y` (years of 365.25 days), and
+/// long forms such as `sec`, `min`, `hours`, `days`. The same holds for
+/// the durations of [`crate::Config`] in a config file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Status {
