@@ -171,7 +171,12 @@ impl MonitorHandle {
         self.request(|reply| Command::Status { reply }).await
     }
 
-    /// A new receiver of every event from now on.
+    /// A new receiver of every event from now on: a
+    /// [`tokio::sync::broadcast::Receiver`]. It keeps up to
+    /// [`crate::Config::event_capacity`] unread events; a subscriber that
+    /// falls further behind gets `RecvError::Lagged(n)` (the monitor never
+    /// waits for it), and `RecvError::Closed` once the monitor has stopped.
+    /// [`MonitorHandle::subscribe_unit`] gives one unit's events alone.
     pub async fn subscribe(&self) -> Result<broadcast::Receiver<Event>, Error> {
         self.request(|reply| Command::Subscribe { reply }).await
     }

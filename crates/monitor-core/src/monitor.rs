@@ -51,6 +51,12 @@ impl Monitor {
     /// Like [`Monitor::spawn`], tied to the caller's token: cancelling
     /// `parent` stops the monitor (it runs on a child token, so stopping the
     /// monitor does not cancel `parent`).
+    ///
+    /// The stop is immediate: from the cancellation on, the monitor takes
+    /// no more commands, applies its shutdown policy and ends. To end the
+    /// processes first with a timeout of your own and learn what was left,
+    /// call [`MonitorHandle::drain`](crate::MonitorHandle::drain) before
+    /// cancelling.
     pub fn spawn_with_token(config: Config, parent: &CancellationToken) -> Result<Self, Error> {
         config.validate()?;
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;

@@ -324,3 +324,10 @@ async fn a_unit_feed_closes_when_the_unit_is_untracked() {
         Err(Error::NotTracked { pid: PARENT })
     ));
 }
+
+/// The remembered ends cost what the docs say: 1,024 of them, 32 bytes
+/// each at most.
+#[test]
+fn a_remembered_end_is_32_bytes_at_most() {
+    assert!(std::mem::size_of::<ExitInfo>() <= 32);
+}
