@@ -51,6 +51,15 @@ impl Monitor {
     /// Like [`Monitor::spawn`], tied to the caller's token: cancelling
     /// `parent` stops the monitor (it runs on a child token, so stopping the
     /// monitor does not cancel `parent`).
+    ///
+    /// The stop is immediate: the actor applies the shutdown policy to what
+    /// it owns (by default its units are terminated: signal, grace period,
+    /// `SIGKILL`) and ends; commands still queued are not answered
+    /// ([`Error::MonitorGone`]), and an [`crate::OwnedChild`] whose child
+    /// has not ended by then gets `MonitorGone` from `wait`. A caller that wants
+    /// its children to finish first waits for them, or calls
+    /// `MonitorHandle::drain` (terminate every unit and wait until none is
+    /// left), before it cancels the token.
     pub fn spawn_with_token(config: Config, parent: &CancellationToken) -> Result<Self, Error> {
         config.validate()?;
         tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;

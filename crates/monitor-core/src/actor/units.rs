@@ -255,6 +255,7 @@ impl Actor {
         }
         tracing::debug!(root = %root, ?resources, "unit ended");
         self.emit(Event::UnitEnded { root, resources });
+        self.unit_over(root);
     }
 
     /// The root of `pid`'s unit, if `pid` leaving it would end it (or
