@@ -124,16 +124,15 @@ async fn run_job(
     command
         .args(["-c", &format!("sleep {sleep} & sleep {sleep} & wait")])
         .stdin(Stdio::null());
-    let worker = handle.spawn(command).await?;
-    let id = worker.id();
+    let mut worker = handle.spawn(command).await?;
+    let id = worker.process_id();
     let mut unit = handle.subscribe_unit(id).await?;
-    let (end, overran) = match timeout(deadline, handle.wait_for(id)).await {
-        Ok(end) => (end?, false),
-        Err(_elapsed) => {
-            // The whole unit: the shell and both children.
-            handle.terminate(id.pid).await?;
-            (handle.wait_for(id).await?, true)
-        }
+    // `wait` is cancel-safe: the timeout drops the wait, not the child.
+    let (status, overran) = match timeout(deadline, worker.wait()).await {
+        Ok(status) => (status?, false),
+        // The whole unit, the shell and both children: SIGTERM, the grace
+        // period, SIGKILL; it returns once the unit is empty.
+        Err(_elapsed) => (worker.terminate().await?, true),
     };
     // The worker is gone; the job is over when its unit is.
     let mut signalled = 0;
@@ -148,9 +147,6 @@ async fn run_job(
     })
     .await
     .is_ok();
-    let status = end
-        .status
-        .map_or_else(|| "ended".to_owned(), |status| status.to_string());
     let took = started.elapsed().as_secs_f64();
     let what = if overran {
         format!(

@@ -138,7 +138,7 @@ fn blocking_handle_methods_work_from_a_plain_thread() {
         assert_eq!(handle.status_blocking().unwrap().tracked_count, 2);
         assert_eq!(handle.untrack_blocking(first_id.pid).unwrap().id, first_id);
 
-        let owned = handle.track_child_blocking(child).unwrap();
+        let mut owned = handle.track_child_blocking(child).unwrap();
         drop(stdin);
         assert_eq!(owned.wait_blocking().unwrap(), ExitStatus::Exited(9));
 
@@ -168,6 +168,81 @@ fn blocking_handle_methods_work_from_a_plain_thread() {
     );
 }
 
+/// Inside a `current_thread` runtime the `*_blocking` methods and
+/// `OwnedChild::wait_blocking` answer `Error::InsideRuntime` naming the
+/// async method (Tokio's blocking calls would panic), and nothing is lost:
+/// the async forms then work, and the child's status is still delivered.
+#[tokio::test(flavor = "current_thread")]
+async fn blocking_methods_refuse_a_current_thread_runtime_instead_of_panicking() {
+    let mut procs = Procs::new();
+    let monitor = Monitor::builder().spawn().unwrap();
+    let handle = monitor.handle();
+    let sleep = procs.sleep("300");
+    let refused = [
+        handle.track_blocking(sleep.pid).map(|_| ()),
+        handle.status_blocking().map(|_| ()),
+        handle.kill_blocking(sleep.id()).map(|_| ()),
+        handle.untrack_blocking(sleep.pid).map(|_| ()),
+        handle.subscribe_blocking().map(|_| ()),
+        handle.shutdown_blocking(),
+    ];
+    for result in refused {
+        assert!(
+            matches!(result, Err(Error::InsideRuntime { call, instead }) if call.ends_with("_blocking") && instead.starts_with("MonitorHandle::")),
+            "{result:?}"
+        );
+    }
+    // The child comes back with the refusal, untouched.
+    let spawned = procs.spawn(&mut exit_on_eof(4));
+    let refused = handle
+        .track_child_blocking(procs.take_child(&spawned.proc))
+        .expect_err("refused inside the runtime");
+    assert!(matches!(refused.error(), Error::InsideRuntime { .. }));
+    let child = refused.into_child().expect("the child is handed back");
+    let mut owned = handle.track_child(child).await.unwrap();
+    assert!(matches!(
+        owned.wait_blocking(),
+        Err(Error::InsideRuntime {
+            call: "OwnedChild::wait_blocking",
+            ..
+        })
+    ));
+    drop(spawned.stdin);
+    let status = timeout("OwnedChild::wait", owned.wait()).await.unwrap();
+    assert_eq!(status, ExitStatus::Exited(4));
+    assert_eq!(handle.status().await.unwrap().tracked_count, 0);
+    timeout("Monitor::shutdown", monitor.shutdown()).await;
+}
+
+/// Inside a `multi_thread` runtime they work, even from a task on the one
+/// worker thread that also runs the monitor (`block_in_place` hands the
+/// monitor to another thread meanwhile).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn blocking_methods_work_on_a_multi_thread_runtime_worker() {
+    let mut procs = Procs::new();
+    let monitor = Monitor::builder().spawn().unwrap();
+    let handle = monitor.handle();
+    let sleep = procs.sleep("300");
+    let spawned = procs.spawn(&mut exit_on_eof(6));
+    let child = procs.take_child(&spawned.proc);
+    let stdin = spawned.stdin;
+    let id = sleep.id();
+    let worker = tokio::spawn(async move {
+        assert_eq!(handle.track_blocking(id.pid).unwrap().id, id);
+        assert_eq!(handle.status_blocking().unwrap().tracked_count, 1);
+        assert_eq!(handle.untrack_blocking(id).unwrap().id, id);
+        let mut owned = handle.track_child_blocking(child).unwrap();
+        drop(stdin);
+        owned.wait_blocking()
+    });
+    let status = timeout("the blocking calls on a worker", worker)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, ExitStatus::Exited(6));
+    timeout("Monitor::shutdown", monitor.shutdown()).await;
+}
+
 /// Runs the monitor through its paces on the current runtime: tracking,
 /// SIGCHLD reaping of an owned child, orphan cleanup, status; then
 /// `shutdown()` and every handle call answers `MonitorGone` promptly.
@@ -185,7 +260,7 @@ async fn exercise_on_this_runtime() {
     assert_eq!(handle.track(sleep.pid).await.unwrap().id, sleep.id());
 
     let spawned = procs.spawn(&mut exit_on_eof(7));
-    let owned = handle
+    let mut owned = handle
         .track_child(procs.take_child(&spawned.proc))
         .await
         .unwrap();

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use common::{Proc, Procs, SOON, wait_for_more_scans, wait_for_status, wait_until};
-use monitor_core::{Event, Monitor, TrackOptions};
+use monitor_core::{Error, Event, Monitor, TrackOptions};
 
 /// Serializes the tests that steer pid allocation.
 static NS_LAST_PID: Mutex<()> = Mutex::new(());
@@ -150,6 +150,63 @@ async fn reused_pid_can_be_tracked_again() {
     // At most the scan at start (it runs on the blocking pool and may
     // still be in flight).
     assert!(status.counters.scans <= 1, "no scan should have helped");
+    monitor.shutdown().await;
+    procs.kill_and_reap(&reused);
+}
+
+/// Control by an identity whose pid was reused: the victim is tracked,
+/// killed and reaped, and, a clock tick later (so the pair differs), a new
+/// process is forced onto its pid and tracked. A `kill` or `untrack` naming
+/// the victim's identity is then `Error::Stale` naming the new holder, and
+/// the new process is neither signalled nor untracked; a bare pid would
+/// have reached it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_by_a_reused_pids_old_identity_is_stale() {
+    common::init_tracing();
+    let mut procs = Procs::new();
+    let (monitor, handle, mut log) =
+        common::spawn_monitor(Monitor::builder().check_interval(Duration::from_secs(60))).await;
+    let victim = procs.sleep("300");
+    handle.track(victim.pid).await.unwrap();
+    procs.kill_and_reap(&victim);
+    log.wait_for(
+        SOON,
+        "the victim's exit",
+        |e| matches!(e, Event::Exited { id, .. } if *id == victim.id()),
+    )
+    .await;
+    // Start times count clock ticks since boot, as /proc/uptime does (in
+    // hundredths of a second); two ticks on, a new process's differs.
+    let ticks = procfs::ticks_per_second() as f64;
+    wait_until(SOON, "two clock ticks have passed", || {
+        let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+        let seconds: f64 = uptime
+            .split_whitespace()
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0.0);
+        seconds * ticks >= (victim.start_time + 2) as f64
+    })
+    .await;
+    let reused = spawn_sleep_at_pid(&mut procs, victim.pid);
+    assert_ne!(reused.id(), victim.id());
+    handle.track(reused.pid).await.unwrap();
+
+    for result in [
+        handle.kill(victim.id()).await,
+        handle.untrack(victim.id()).await,
+    ] {
+        assert!(
+            matches!(result, Err(Error::Stale { id, now: Some(now) }) if id == victim.id() && now == reused.id()),
+            "{result:?}"
+        );
+    }
+    let status = handle.status().await.unwrap();
+    assert!(status.tracked.iter().any(|t| t.id == reused.id()));
+    assert!(reused.is_running(), "the pid's new process was harmed");
+    log.assert_none("a signal for the reused pid", |e| {
+        matches!(e, Event::Signalled { .. } | Event::Killed { .. }) && e.pid() == Some(victim.pid)
+    });
     monitor.shutdown().await;
     procs.kill_and_reap(&reused);
 }

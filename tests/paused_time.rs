@@ -20,11 +20,11 @@ async fn run_job(
     deadline: Duration,
 ) -> Result<ExitInfo, Error> {
     let worker = handle.spawn(Command::new(program)).await?;
-    match timeout(deadline, handle.wait_for(worker.id())).await {
+    match timeout(deadline, handle.wait_for(worker.process_id())).await {
         Ok(end) => end,
         Err(_overrun) => {
-            handle.terminate(worker.id().pid).await?;
-            handle.wait_for(worker.id()).await
+            handle.terminate(worker.process_id()).await?;
+            handle.wait_for(worker.process_id()).await
         }
     }
 }

@@ -87,7 +87,7 @@ async fn spawned_children_keep_their_status_under_this_policy() {
         command.args(["-c", &format!("exit {code}")]);
         children.push((code, handle.spawn(command).await.expect("sh starts")));
     }
-    for (code, child) in children {
+    for (code, mut child) in children {
         let status = tokio::time::timeout(SOON, child.wait())
             .await
             .expect("reaped in time")

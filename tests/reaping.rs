@@ -46,7 +46,7 @@ fn assert_no_zombie(proc: &Proc) {
 /// Closes a child's stdin (its cue to exit), waits for the monitor to hand
 /// back its status (the 60 s scan cannot have reaped it), and reports how
 /// long that took.
-async fn release_and_wait<T>(kind: &str, stdin: T, owned: OwnedChild) -> ExitStatus {
+async fn release_and_wait<T>(kind: &str, stdin: T, mut owned: OwnedChild) -> ExitStatus {
     let released = Instant::now();
     drop(stdin);
     let status = tokio::time::timeout(SOON, owned.wait())
@@ -101,7 +101,7 @@ async fn std_child_is_reaped_on_sigchld() {
     let spawned = procs.spawn(&mut exit_on_eof(7));
     let proc = spawned.proc.clone();
     let owned = handle.track_child(procs.take_child(&proc)).await.unwrap();
-    assert_eq!(owned.id(), proc.id());
+    assert_eq!(owned.process_id(), proc.id());
     assert!(owned.tracked().owned);
 
     let status = release_and_wait("std", spawned.stdin, owned).await;
@@ -123,7 +123,7 @@ async fn tokio_child_is_reaped_on_sigchld() {
     let (proc, mut child) = procs.spawn_tokio(&mut tokio::process::Command::from(exit_on_eof(7)));
     let stdin = child.stdin.take().expect("piped stdin");
     let owned = handle.track_child(child).await.unwrap();
-    assert_eq!(owned.id(), proc.id());
+    assert_eq!(owned.process_id(), proc.id());
 
     let status = release_and_wait("tokio", stdin, owned).await;
     assert_eq!(status, ExitStatus::Exited(7));
@@ -141,7 +141,7 @@ async fn child_killed_by_a_signal_reports_the_signal() {
     let handle = monitor.handle();
 
     let proc = procs.sleep("300");
-    let owned = handle.track_child(procs.take_child(&proc)).await.unwrap();
+    let mut owned = handle.track_child(procs.take_child(&proc)).await.unwrap();
     proc.kill();
     let status = tokio::time::timeout(SOON, owned.wait())
         .await
@@ -183,7 +183,7 @@ async fn children_the_monitor_does_not_own_keep_their_exit_status() {
         let (tokio_proc, mut tokio_child) =
             procs.spawn_tokio(&mut tokio::process::Command::from(sh(3)));
         let std_proc = procs.spawn(&mut sh(4)).proc;
-        let owned = handle
+        let mut owned = handle
             .track_child(procs.take_child(&owned_proc))
             .await
             .unwrap();
@@ -326,7 +326,7 @@ async fn shutdown_terminates_owned_children_and_leaves_watched_ones() {
     let handle = monitor.handle();
 
     let polite = procs.sleep("300");
-    let polite_owned = handle.track_child(procs.take_child(&polite)).await.unwrap();
+    let mut polite_owned = handle.track_child(procs.take_child(&polite)).await.unwrap();
     let stubborn = procs
         .spawn(
             Command::new("sh")
@@ -340,7 +340,7 @@ async fn shutdown_terminates_owned_children_and_leaves_watched_ones() {
             .is_ok_and(|comm| comm.trim() == "sleep")
     })
     .await;
-    let stubborn_owned = handle
+    let mut stubborn_owned = handle
         .track_child(procs.take_child(&stubborn))
         .await
         .unwrap();
@@ -348,8 +348,8 @@ async fn shutdown_terminates_owned_children_and_leaves_watched_ones() {
     let watched = shell.kid().clone();
     handle.track(watched.pid).await.unwrap();
 
-    let polite_waiter = tokio::spawn(polite_owned.wait());
-    let stubborn_waiter = tokio::spawn(stubborn_owned.wait());
+    let polite_waiter = tokio::spawn(async move { polite_owned.wait().await });
+    let stubborn_waiter = tokio::spawn(async move { stubborn_owned.wait().await });
     tokio::time::timeout(SOON, monitor.shutdown())
         .await
         .expect("shutdown hung");
@@ -386,7 +386,7 @@ async fn shutdown_with_leave_leaves_owned_children_running() {
         .spawn()
         .unwrap();
     let child = procs.sleep("300");
-    let owned = monitor
+    let mut owned = monitor
         .handle()
         .track_child(procs.take_child(&child))
         .await

@@ -15,10 +15,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
+
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
 
 use common::{Procs, SOON, wait_until};
 use monitor_core::{Error, Event, ExitStatus, Monitor, ProcessState, Signal, SpawnOptions};
@@ -36,12 +38,14 @@ async fn a_spawned_child_is_owned_and_its_status_and_output_come_back() {
         .stdout(Stdio::piped());
     let mut child = handle.spawn(command).await.expect("sh starts");
     assert!(child.tracked().owned);
-    let id = child.id();
+    let id = child.process_id();
     let mut out = String::new();
     child
-        .take_stdout()
+        .stdout
+        .take()
         .expect("stdout was piped")
         .read_to_string(&mut out)
+        .await
         .expect("read its output");
     assert_eq!(out, "hello\n");
     let status = tokio::time::timeout(SOON, child.wait())
@@ -73,6 +77,16 @@ async fn a_program_that_cannot_start_is_a_named_error() {
         }
         other => panic!("expected Error::Spawn, got {other:?}"),
     }
+    // The cause is in the message itself (for whoever prints only that)
+    // and in the source chain.
+    let message = missing.to_string();
+    let os_cause = std::io::Error::from_raw_os_error(libc::ENOENT).to_string();
+    assert!(
+        message.contains("/nonexistent/pidguard-no-such-program") && message.contains(&os_cause),
+        "the message hides the cause: {message}"
+    );
+    let source = std::error::Error::source(&missing).expect("a source");
+    assert_eq!(source.to_string(), os_cause);
     let dir = std::env::temp_dir().join(format!("pidguard-spawn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let not_executable = dir.join("not-executable");
@@ -88,7 +102,7 @@ async fn a_program_that_cannot_start_is_a_named_error() {
         other => panic!("expected Error::Spawn, got {other:?}"),
     }
     // Still working.
-    let child = handle
+    let mut child = handle
         .spawn(Command::new("true"))
         .await
         .expect("true starts");
@@ -178,7 +192,7 @@ async fn helper_side() {
         thread_handle
             .spawn_with_blocking(command, options)
             .expect("spawn through the monitor")
-            .id()
+            .process_id()
             .pid
     });
     let control = control.join().expect("control thread");

@@ -34,17 +34,8 @@ async fn spawn_worker(handle: &MonitorHandle, procs: &mut Procs) -> Worker {
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     let mut owned = handle.spawn(command).await.expect("spawn a worker");
-    let proc = procs.pin(owned.id().pid);
-    let stdout = owned.take_stdout().expect("piped stdout");
-    let pids = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .take(2)
-            .map(|line| line.expect("read").trim().parse::<i32>().expect("a pid"))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .expect("read the children's pids");
+    let proc = procs.pin(owned.process_id().pid);
+    let pids = common::pids_of(owned.stdout.take().expect("piped stdout"), 2).await;
     let children = pids
         .into_iter()
         .map(|pid| procs.pin_child_of(pid, &proc))
@@ -198,8 +189,8 @@ async fn escape_fixture(
                 .stdout(Stdio::piped());
             let spawn = monitor_core::SpawnOptions::new().track(options);
             let mut owned = handle.spawn_with(command, spawn).await.expect("spawn");
-            let root = procs.pin(owned.id().pid);
-            let pids = read_pids(owned.take_stdout().expect("piped"), 1).await;
+            let root = procs.pin(owned.process_id().pid);
+            let pids = common::pids_of(owned.stdout.take().expect("piped"), 1).await;
             let grandchild = procs.pin(pids[0]);
             (root, grandchild, Some(owned))
         }

@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -46,16 +45,7 @@ async fn spawn_in_cgroup(
         }
         return None;
     }
-    let stdout = owned.take_stdout().expect("piped");
-    let read = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .take(lines)
-            .map(|line| line.expect("read"))
-            .collect::<Vec<_>>()
-    })
-    .await
-    .expect("read the fixture's lines");
+    let read = common::lines_of(owned.stdout.take().expect("piped"), lines).await;
     Some((owned, read))
 }
 
@@ -78,7 +68,7 @@ async fn a_double_forked_grandchild_stays_in_its_cgroup_unit() {
     let Some((owned, lines)) = spawn_in_cgroup(&handle, script, 2).await else {
         return;
     };
-    let root = procs.pin(owned.id().pid);
+    let root = procs.pin(owned.process_id().pid);
     let grandchild = procs.pin(lines[0].trim().parse().expect("a pid"));
     let status = handle.status().await.expect("status");
     assert_eq!(status.units[0].members, 2, "{:?}", status.units);
@@ -127,7 +117,7 @@ async fn a_fork_storm_is_ended_by_the_cgroup() {
     let Some((owned, _)) = spawn_in_cgroup(&handle, script, 1).await else {
         return;
     };
-    let root = owned.id();
+    let root = owned.process_id();
     wait_for_status(&handle, SOON, "the storm has forked 50 processes", |s| {
         s.units.first().is_some_and(|u| u.members >= 50)
     })

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -45,7 +44,7 @@ async fn thousand_member_unit(containment: Containment) {
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     let mut root = handle.spawn(command).await.expect("spawn the root");
-    let root_proc = procs.pin(root.id().pid);
+    let root_proc = procs.pin(root.process_id().pid);
     let got = handle.status().await.expect("status").units[0].containment;
     if got != containment {
         let why = format!(
@@ -59,14 +58,8 @@ async fn thousand_member_unit(containment: Containment) {
         monitor.shutdown().await;
         return;
     }
-    let stdout = root.take_stdout().expect("piped");
-    tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).expect("read");
-        assert_eq!(line.trim(), "ready");
-    })
-    .await
-    .expect("the root forked its members");
+    let ready = common::lines_of(root.stdout.take().expect("piped"), 1).await;
+    assert_eq!(ready, ["ready"], "the root forked its members");
     let status = wait_for_status(&handle, SOON, "1,000 members are found", |s| {
         s.units.first().is_some_and(|u| u.members == MEMBERS + 1)
     })
@@ -151,16 +144,9 @@ async fn an_adopting_unit_gets_back_a_double_forked_grandchild() {
             .stdout(Stdio::piped());
         let options = monitor_core::SpawnOptions::new().adopt_orphans(adopt);
         let mut root = handle.spawn_with(command, options).await.expect("spawn");
-        let _stdin = root.take_stdin();
-        let root_proc = procs.pin(root.id().pid);
-        let stdout = root.take_stdout().expect("piped");
-        let pid = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).expect("read");
-            line.trim().parse::<i32>().expect("a pid")
-        })
-        .await
-        .expect("the grandchild's pid");
+        let _stdin = root.stdin.take();
+        let root_proc = procs.pin(root.process_id().pid);
+        let pid = common::pids_of(root.stdout.take().expect("piped"), 1).await[0];
         let grandchild = procs.pin(pid);
         wait_until(SOON, "the grandchild is reparented here", || {
             grandchild

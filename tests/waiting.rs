@@ -26,7 +26,7 @@ async fn worker(handle: &MonitorHandle, procs: &mut Procs) -> (Proc, Vec<Proc>) 
         .args(["-c", "sleep 30 & sleep 30 & wait"])
         .stdin(Stdio::null());
     let owned = handle.spawn(command).await.expect("spawn a worker");
-    let shell = procs.pin(owned.id().pid);
+    let shell = procs.pin(owned.process_id().pid);
     wait_until(SOON, "the worker's two children exist", || {
         children_of(shell.pid).len() == 2
     })
@@ -45,9 +45,9 @@ async fn wait_for_under_a_timeout_can_be_retried() {
     let mut procs = Procs::new();
     let (monitor, handle, _log) = common::fast_monitor(Duration::from_secs(5)).await;
     let mut owned = handle.spawn(exit_on_eof(7)).await.expect("spawn");
-    let id = owned.id();
+    let id = owned.process_id();
     procs.pin(id.pid);
-    let stdin = owned.take_stdin().expect("stdin piped");
+    let stdin = owned.stdin.take().expect("stdin piped");
     let first = tokio::time::timeout(Duration::from_millis(100), handle.wait_for(id)).await;
     assert!(first.is_err(), "it waits for its stdin to close: {first:?}");
     drop(stdin);
@@ -73,7 +73,7 @@ async fn wait_for_a_tracked_process_and_the_errors() {
     let stale = ProcessId::new(sleeper.pid, tracked.id.start_time + 1);
     assert!(matches!(
         handle.wait_for(stale).await,
-        Err(Error::IdentityMismatch { pid, .. }) if pid == sleeper.pid
+        Err(Error::Stale { id, now: Some(now) }) if id == stale && now == tracked.id
     ));
     let waiting = {
         let handle = handle.clone();
@@ -171,16 +171,10 @@ async fn a_drain_that_times_out_names_what_is_left() {
     command.args(["-c", "trap '' TERM; echo ready; while :; do sleep 1; done"]);
     command.stdout(Stdio::piped()).stdin(Stdio::null());
     let mut owned = handle.spawn(command).await.expect("spawn");
-    let shell = procs.pin(owned.id().pid);
+    let shell = procs.pin(owned.process_id().pid);
     // The trap is set once it speaks.
-    let mut stdout = std::io::BufReader::new(owned.take_stdout().expect("piped"));
-    tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufRead::read_line(&mut stdout, &mut line).expect("read");
-        line
-    })
-    .await
-    .expect("ready");
+    let ready = common::lines_of(owned.stdout.take().expect("piped"), 1).await;
+    assert_eq!(ready, ["ready"]);
 
     let report = handle
         .drain(Duration::from_millis(200))

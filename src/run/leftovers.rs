@@ -202,6 +202,6 @@ impl Cleanup {
         );
         self.killed = true;
         // Gone meanwhile (NotTracked) is what we want anyway.
-        let _ = self.monitor.kill(self.root.pid).await;
+        let _ = self.monitor.kill(self.root).await;
     }
 }

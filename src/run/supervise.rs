@@ -66,7 +66,7 @@ pub(crate) async fn run(
     // monitor does to CMD's unit once CMD has exited; until then the events
     // are dropped as they come.
     let mut events = handle.subscribe().await.context("subscribing to events")?;
-    let child = match handle.spawn_with(cmd, spawn).await {
+    let mut child = match handle.spawn_with(cmd, spawn).await {
         Ok(child) => child,
         Err(Error::Spawn { program, source }) => {
             tracing::error!(program, error = %source, "cannot run the command");
@@ -75,7 +75,7 @@ pub(crate) async fn run(
         }
         Err(other) => return Err(other).context("starting the command"),
     };
-    let cmd_id = child.id();
+    let cmd_id = child.process_id();
     let name = args.command[0].to_string_lossy();
     tracing::info!(pid = cmd_id.pid, %name, "command started");
     let target = Target::for_command(cmd_id, args.signal_group);

@@ -25,6 +25,8 @@
 //! - `procs.rs`: the process guards and shell fixtures.
 //! - `wait.rs`: the polling wait helpers and their [`POLL`] and [`SOON`].
 //! - `events.rs`: [`EventLog`].
+//! - `pipes.rs`: reading an owned child's tokio pipes ([`lines_of`],
+//!   [`pids_of`]).
 //! - `monitor.rs`: starting a monitor for a test.
 //! - `privileges.rs`: re-running a test unprivileged.
 //! - `cgroups.rs`: the cgroup directories a monitor of a process made.
@@ -37,6 +39,7 @@
 mod cgroups;
 mod events;
 mod monitor;
+mod pipes;
 mod privileges;
 mod procfs;
 mod procs;
@@ -48,6 +51,7 @@ pub(crate) use self::{
     cgroups::{cgroup_dirs_of, remove_cgroups_of},
     events::{EventLog, recv_matching},
     monitor::{FAST_SCAN, fast_monitor, init_tracing, spawn_monitor},
+    pipes::{lines_of, pids_of},
     privileges::{NOBODY, rerun_as_nobody},
     procfs::{ProcStat, children_of, my_pid, pid_max, read_stat},
     procs::{Proc, Procs, Shell, Spawned, exit_on_eof},

@@ -3,13 +3,23 @@
 //! thread.
 //!
 //! Call these from synchronous code. Inside async code, spawn a [`Monitor`]
-//! in your own runtime and use its [`MonitorHandle`] instead.
+//! in your own runtime and use its [`MonitorHandle`] instead (or use the
+//! global monitor's handle, from [`get_monitor`], with its async methods).
+//!
+//! None of them panics inside a Tokio runtime. The ones that wait for the
+//! monitor ([`track_process`], [`untrack_process`], [`stop_monitor`]) block
+//! through `tokio::task::block_in_place` on a `multi_thread` runtime, and
+//! on a `current_thread` runtime (where blocking would stall every task)
+//! return [`Error::InsideRuntime`] naming the async call to use, before
+//! they touch the global monitor. [`start_monitor`] and [`get_monitor`]
+//! never wait on the monitor and work anywhere.
 
 use std::sync::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::{Config, Error, Monitor, MonitorHandle, Tracked};
+use crate::blocking::block;
+use crate::{Config, Error, Monitor, MonitorHandle, ProcessRef, Tracked};
 
 struct Global {
     handle: MonitorHandle,
@@ -101,30 +111,59 @@ pub fn get_monitor() -> Option<MonitorHandle> {
 
 /// Tracks `pid` on the global monitor, starting it with the defaults if it
 /// is not running (as the original tool starts its monitor on first use).
+///
+/// Inside a `current_thread` Tokio runtime: [`Error::InsideRuntime`]
+/// (see the module docs), and no monitor is started.
 pub fn track_process(pid: i32) -> Result<Tracked, Error> {
-    let handle = match get_monitor() {
-        Some(handle) => handle,
-        None => start_monitor_with(Config::default())?,
-    };
-    handle.track_blocking(pid)
+    block(
+        "track_process",
+        "get_monitor() or Monitor::spawn, then MonitorHandle::track",
+        || {
+            let handle = match get_monitor() {
+                Some(handle) => handle,
+                None => start_monitor_with(Config::default())?,
+            };
+            handle.track_blocking(pid)
+        },
+    )
 }
 
-/// Untracks `pid` on the global monitor.
-pub fn untrack_process(pid: i32) -> Result<Tracked, Error> {
-    get_monitor()
-        .ok_or(Error::MonitorGone)?
-        .untrack_blocking(pid)
+/// Untracks a process on the global monitor (a [`crate::ProcessId`], or a
+/// bare pid; see [`ProcessRef`]).
+///
+/// Inside a `current_thread` Tokio runtime: [`Error::InsideRuntime`].
+pub fn untrack_process(process: impl Into<ProcessRef>) -> Result<Tracked, Error> {
+    let process = process.into();
+    block(
+        "untrack_process",
+        "get_monitor(), then MonitorHandle::untrack",
+        || {
+            get_monitor()
+                .ok_or(Error::MonitorGone)?
+                .untrack_blocking(process)
+        },
+    )
 }
 
 /// Stops the global monitor and waits for its thread. Does nothing if it
 /// is not running.
+///
+/// Inside a `current_thread` Tokio runtime: [`Error::InsideRuntime`], and
+/// the monitor keeps running.
 pub fn stop_monitor() -> Result<(), Error> {
-    let Some(Global { handle, thread }) = global().take() else {
-        return Ok(());
-    };
-    handle.shutdown_blocking()?;
-    drop(handle);
-    // The thread ends once the actor has stopped; a panic there was already reported.
-    let _ = thread.join();
-    Ok(())
+    block(
+        "stop_monitor",
+        "get_monitor(), then MonitorHandle::shutdown",
+        || {
+            let Some(Global { handle, thread }) = global().take() else {
+                return Ok(());
+            };
+            handle.shutdown_blocking()?;
+            drop(handle);
+            // The thread ends once the actor has stopped; a panic there was
+            // already reported.
+            let _ = thread.join();
+            Ok(())
+        },
+    )
 }

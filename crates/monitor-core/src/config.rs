@@ -31,6 +31,15 @@ impl std::fmt::Display for OrphanAction {
 }
 
 /// Which processes an orphan action (or a requested stop) reaches.
+///
+/// As an orphan setting (`Config::orphan_target`, `TrackOptions::target`)
+/// it takes effect only when a process is orphaned, so it has none for a
+/// child the monitor owns (spawned, or handed over with `track_child`): its
+/// parent is this process, which outlives the monitor, so it is never
+/// orphaned, unless a parent was named (`TrackOptions::parent`). An owned
+/// child's unit is ended whole by [`crate::OwnedChild::kill`] and
+/// [`crate::OwnedChild::terminate`]; [`crate::MonitorHandle::stop`] names a
+/// target for one stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrphanTarget {
@@ -122,6 +131,7 @@ pub struct Config {
     /// The default action for orphans; a track can override it.
     pub orphan_action: OrphanAction,
     /// Which processes the orphan action reaches; a track can override it.
+    /// No effect on children the monitor owns (see [`OrphanTarget`]).
     pub orphan_target: OrphanTarget,
     /// Make every tracked process the root of a unit that holds its
     /// descendants, present and future, found by the strongest mechanism
@@ -202,13 +212,7 @@ impl Config {
         if self.kill_timeout.is_zero() {
             return invalid("kill_timeout", "must be longer than zero");
         }
-        if self.term_signal == Signal::KILL && self.orphan_action == OrphanAction::Terminate {
-            // Not wrong, but the grace period would never apply; say so.
-            return invalid(
-                "term_signal",
-                "SIGKILL cannot be the grace signal; use orphan_action = \"kill\"",
-            );
-        }
+        check_grace_signal("term_signal", self.term_signal, self.orphan_action)?;
         if self.event_capacity == 0 {
             return invalid("event_capacity", "must be at least 1");
         }
@@ -222,6 +226,25 @@ impl Config {
         }
         crate::limits::check_config(self)
     }
+}
+
+/// The one rule for the signal that starts termination, for the config
+/// (`term_signal`) and per process (`TrackOptions::signal`): with the
+/// `terminate` action it may not be `SIGKILL`. Not wrong as such, but the
+/// grace period would never apply, which is surely not what was meant; the
+/// `kill` action says it plainly.
+pub(crate) fn check_grace_signal(
+    key: &'static str,
+    signal: Signal,
+    action: OrphanAction,
+) -> Result<(), Error> {
+    if signal == Signal::KILL && action == OrphanAction::Terminate {
+        return Err(Error::InvalidConfig {
+            key,
+            reason: "SIGKILL cannot be the grace signal (the grace period would never apply); use the \"kill\" action instead",
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ pub enum Error {
         /// The root of the unit they join.
         root: ProcessId,
     },
-    /// Untrack of a pid that is not tracked.
+    /// A control call (untrack, stop) named a pid that is not tracked.
     #[error("pid {pid} is not tracked")]
     NotTracked {
         /// The pid that was given.
@@ -115,6 +115,16 @@ pub enum Error {
     Untracked {
         /// The process.
         id: ProcessId,
+    },
+    /// A control call named a process by identity ([`crate::ProcessId`]),
+    /// and that process is gone: it exited, and its pid is free or names
+    /// another process now. Nothing was signalled.
+    #[error("process {id} is gone: {}", stale_detail(*now))]
+    Stale {
+        /// The identity that was given.
+        id: ProcessId,
+        /// The process that holds the pid now, if any.
+        now: Option<ProcessId>,
     },
     /// `track_child` got a child whose exit status was already collected.
     #[error("the child was already waited for; there is no process left to own")]
@@ -136,7 +146,7 @@ pub enum Error {
     /// A child could not be started through [`crate::MonitorHandle::spawn`].
     /// `source.kind()` tells a missing program (`NotFound`) from one that
     /// cannot be executed (`PermissionDenied`).
-    #[error("could not spawn `{program}`")]
+    #[error("could not spawn `{program}`: {source}")]
     Spawn {
         /// The program that was to run.
         program: String,
@@ -147,6 +157,21 @@ pub enum Error {
     /// `Monitor::spawn` was called outside a Tokio runtime.
     #[error("no Tokio runtime: spawn the monitor from inside a runtime with I/O and time enabled")]
     NoRuntime,
+    /// A blocking call (a `*_blocking` method, `OwnedChild::wait_blocking`,
+    /// or a compat function such as [`crate::track_process`]) was made on
+    /// a thread of a `current_thread` Tokio runtime, where blocking would
+    /// stall every task of that runtime (Tokio's own blocking calls panic
+    /// there). On a `multi_thread` runtime these calls work, through
+    /// `tokio::task::block_in_place`.
+    #[error(
+        "`{call}` blocks, and was called inside a current_thread Tokio runtime (where it would stall every task): use `{instead}` there, or call it from a thread outside the runtime"
+    )]
+    InsideRuntime {
+        /// The blocking call, e.g. `"track_process"`.
+        call: &'static str,
+        /// The async call to use instead.
+        instead: &'static str,
+    },
     /// A duration outside the range its setting allows (see
     /// [`crate::DurationRange`]): refused where it enters, so no timer is
     /// ever armed with it.
@@ -186,6 +211,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+}
+
+/// The end of [`Error::Stale`]'s message.
+fn stale_detail(now: Option<ProcessId>) -> String {
+    match now {
+        Some(now) => format!(
+            "it exited, and pid {} now belongs to another process ({now})",
+            now.pid
+        ),
+        None => "it exited".to_owned(),
+    }
 }
 
 /// A duration as people write it (`"1h"`, `"3years 2months"`).

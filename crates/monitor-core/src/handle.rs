@@ -5,18 +5,28 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::actor::Command;
+use crate::blocking::block;
 use crate::{
     ChildProcess, DrainReport, Error, Event, ExitInfo, OrphanTarget, OwnedChild, ProcessId,
-    SpawnOptions, Status, TrackChildError, TrackOptions, Tracked,
+    ProcessRef, SpawnCommand, SpawnOptions, Status, TrackChildError, TrackOptions, Tracked,
 };
 
 /// Talks to a running monitor. `Clone + Send + Sync`; holds only the
 /// command sender, so it is as cheap to clone as an `mpsc::Sender`.
 ///
 /// Every method fails with [`Error::MonitorGone`] once the monitor has shut
-/// down; none panics or hangs. The `*_blocking` variants are for plain
-/// threads and panic when called inside an async context (use the async
-/// ones there).
+/// down; none panics or hangs.
+///
+/// The control calls ([`terminate`](Self::terminate),
+/// [`kill`](Self::kill), [`stop`](Self::stop), [`untrack`](Self::untrack))
+/// take `impl Into<`[`ProcessRef`]`>`: a [`crate::ProcessId`] (checked
+/// against the process tracked under its pid, [`Error::Stale`] when that
+/// process is gone) or a bare `i32` pid.
+///
+/// The `*_blocking` variants are for plain threads. They never panic:
+/// inside a `multi_thread` Tokio runtime they block through
+/// `tokio::task::block_in_place`, and inside a `current_thread` runtime
+/// they fail with [`Error::InsideRuntime`] (use the async ones there).
 #[derive(Debug, Clone)]
 pub struct MonitorHandle {
     commands: mpsc::Sender<Command>,
@@ -39,15 +49,20 @@ impl MonitorHandle {
         response.await.map_err(|_| Error::MonitorGone)
     }
 
+    /// A request from a plain thread; `call` and `instead` name the
+    /// blocking method and its async form, for [`Error::InsideRuntime`].
     fn request_blocking<T>(
         &self,
+        (call, instead): (&'static str, &'static str),
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
     ) -> Result<T, Error> {
-        let (reply, response) = oneshot::channel();
-        self.commands
-            .blocking_send(make(reply))
-            .map_err(|_| Error::MonitorGone)?;
-        response.blocking_recv().map_err(|_| Error::MonitorGone)
+        block(call, instead, || {
+            let (reply, response) = oneshot::channel();
+            self.commands
+                .blocking_send(make(reply))
+                .map_err(|_| Error::MonitorGone)?;
+            response.blocking_recv().map_err(|_| Error::MonitorGone)
+        })
     }
 
     /// Tracks `pid` with the monitor's defaults: when its parent (as it is
@@ -91,25 +106,31 @@ impl MonitorHandle {
         response.await.unwrap_or_else(|_| Err(gone_with_nothing()))
     }
 
-    /// Starts `command` as a child the monitor owns from the first instant:
-    /// no sweep, not even `ReapPolicy::AllChildren`, can reap it before it
-    /// is registered. Await its exit status on the returned [`OwnedChild`],
-    /// which also holds the pipe ends the command asked for.
-    pub async fn spawn(&self, command: std::process::Command) -> Result<OwnedChild, Error> {
+    /// Starts `command` (a `std::process::Command` or a
+    /// `tokio::process::Command`, see [`SpawnCommand`]) as a child the
+    /// monitor owns from the first instant: no sweep, not even
+    /// `ReapPolicy::AllChildren`, can reap it before it is registered.
+    /// Handle it through the returned [`OwnedChild`] as a
+    /// `tokio::process::Child`: its exit status, its piped stdio (as tokio
+    /// types, registered with the monitor's runtime), `kill`. A program
+    /// that cannot be started is [`Error::Spawn`], with the OS error.
+    pub async fn spawn(&self, command: impl Into<SpawnCommand>) -> Result<OwnedChild, Error> {
         self.spawn_with(command, SpawnOptions::default()).await
     }
 
-    /// [`MonitorHandle::spawn`] with options: how the child is tracked, and
-    /// the signal it gets when this process dies (`PR_SET_PDEATHSIG`, armed
-    /// from one long-lived spawner thread, so it fires when the process dies,
-    /// not when the calling thread ends).
+    /// [`MonitorHandle::spawn`] with options: how the child is tracked, its
+    /// drop guard ([`SpawnOptions::on_drop`]), and the signal it gets when
+    /// this process dies (`PR_SET_PDEATHSIG`, armed from one long-lived
+    /// spawner thread, so it fires when the process dies, not when the
+    /// calling thread ends).
     pub async fn spawn_with(
         &self,
-        command: std::process::Command,
+        command: impl Into<SpawnCommand>,
         options: SpawnOptions,
     ) -> Result<OwnedChild, Error> {
+        let (command, options) = spawn_parts(command.into(), options);
         self.request(|reply| Command::Spawn {
-            command: Box::new(command),
+            command,
             options,
             reply,
         })
@@ -122,9 +143,10 @@ impl MonitorHandle {
     /// (every member, found again first); for a member, the member alone.
     /// [`MonitorHandle::stop`] names another target. A process already
     /// terminating is left as it is.
-    pub async fn terminate(&self, pid: i32) -> Result<Tracked, Error> {
+    pub async fn terminate(&self, process: impl Into<ProcessRef>) -> Result<Tracked, Error> {
+        let process = process.into();
         self.request(|reply| Command::Stop {
-            pid,
+            process,
             kill: false,
             target: None,
             reply,
@@ -135,9 +157,10 @@ impl MonitorHandle {
     /// Sends `SIGKILL` to a tracked process now, cutting short any grace
     /// period it is in; for a unit's root, to its whole unit, as
     /// [`MonitorHandle::terminate`].
-    pub async fn kill(&self, pid: i32) -> Result<Tracked, Error> {
+    pub async fn kill(&self, process: impl Into<ProcessRef>) -> Result<Tracked, Error> {
+        let process = process.into();
         self.request(|reply| Command::Stop {
-            pid,
+            process,
             kill: true,
             target: None,
             reply,
@@ -150,9 +173,15 @@ impl MonitorHandle {
     /// alone, [`OrphanTarget::Tree`] its unit (a member: its descendants),
     /// [`OrphanTarget::Group`] its process group's members that its unit's
     /// owner may signal.
-    pub async fn stop(&self, pid: i32, kill: bool, target: OrphanTarget) -> Result<Tracked, Error> {
+    pub async fn stop(
+        &self,
+        process: impl Into<ProcessRef>,
+        kill: bool,
+        target: OrphanTarget,
+    ) -> Result<Tracked, Error> {
+        let process = process.into();
         self.request(|reply| Command::Stop {
-            pid,
+            process,
             kill,
             target: Some(target),
             reply,
@@ -160,9 +189,11 @@ impl MonitorHandle {
         .await?
     }
 
-    /// Stops tracking `pid`; a pending termination is cancelled.
-    pub async fn untrack(&self, pid: i32) -> Result<Tracked, Error> {
-        self.request(|reply| Command::Untrack { pid, reply })
+    /// Stops tracking a process (a unit's root: the whole unit); a pending
+    /// termination is cancelled.
+    pub async fn untrack(&self, process: impl Into<ProcessRef>) -> Result<Tracked, Error> {
+        let process = process.into();
+        self.request(|reply| Command::Untrack { process, reply })
             .await?
     }
 
@@ -172,10 +203,16 @@ impl MonitorHandle {
     }
 
     /// A new receiver of every event from now on: a
-    /// [`tokio::sync::broadcast::Receiver`]. It keeps up to
-    /// [`crate::Config::event_capacity`] unread events; a subscriber that
-    /// falls further behind gets `RecvError::Lagged(n)` (the monitor never
-    /// waits for it), and `RecvError::Closed` once the monitor has stopped.
+    /// `tokio::sync::broadcast::Receiver<Event>`.
+    ///
+    /// It holds up to [`crate::Config::event_capacity`] events not yet
+    /// received. A subscriber that falls further behind never slows the
+    /// monitor: its oldest events are dropped, and its next `recv()`
+    /// returns `Err(RecvError::Lagged(n))` with the number it missed, then
+    /// carries on from the oldest event still held. After a lag, read
+    /// [`MonitorHandle::status`] to learn the current state. `recv()`
+    /// returns `Err(RecvError::Closed)` once the monitor has stopped and
+    /// every held event was received.
     /// [`MonitorHandle::subscribe_unit`] gives one unit's events alone.
     pub async fn subscribe(&self) -> Result<broadcast::Receiver<Event>, Error> {
         self.request(|reply| Command::Subscribe { reply }).await
@@ -193,7 +230,7 @@ impl MonitorHandle {
     /// # Errors
     ///
     /// At once: [`Error::NotTracked`] for a process the monitor does not
-    /// track (nor saw end lately), [`Error::IdentityMismatch`] when the pid
+    /// track (nor saw end lately), [`Error::Stale`] when the pid
     /// now names another process than `id`. Later:
     /// [`Error::Untracked`] when it is untracked before it ends,
     /// [`Error::MonitorGone`] when the monitor stops first (with
@@ -238,7 +275,7 @@ impl MonitorHandle {
     /// # Errors
     ///
     /// [`Error::NotTracked`] when no unit has that root and no tracked
-    /// process that identity, [`Error::IdentityMismatch`] when the pid now
+    /// process that identity, [`Error::Stale`] when the pid now
     /// names another process.
     pub async fn subscribe_unit(
         &self,
@@ -269,7 +306,11 @@ impl MonitorHandle {
 
     /// [`MonitorHandle::track_with`] for plain threads.
     pub fn track_with_blocking(&self, pid: i32, options: TrackOptions) -> Result<Tracked, Error> {
-        self.request_blocking(|reply| Command::Track {
+        let names = (
+            "MonitorHandle::track_with_blocking",
+            "MonitorHandle::track_with",
+        );
+        self.request_blocking(names, |reply| Command::Track {
             pid,
             options,
             reply,
@@ -290,32 +331,54 @@ impl MonitorHandle {
         child: impl Into<ChildProcess>,
         options: TrackOptions,
     ) -> Result<OwnedChild, TrackChildError> {
-        let (command, response) = track_child_command(child.into(), options);
-        if let Err(mpsc::error::SendError(command)) = self.commands.blocking_send(command) {
-            return Err(gone_with(command));
-        }
-        response
-            .blocking_recv()
-            .unwrap_or_else(|_| Err(gone_with_nothing()))
+        let mut child = Some(child.into());
+        let result = block(
+            "MonitorHandle::track_child_with_blocking",
+            "MonitorHandle::track_child_with",
+            || {
+                let Some(child) = child.take() else {
+                    return Ok(Err(gone_with_nothing()));
+                };
+                let (command, response) = track_child_command(child, options);
+                if let Err(mpsc::error::SendError(command)) = self.commands.blocking_send(command) {
+                    return Ok(Err(gone_with(command)));
+                }
+                Ok(response
+                    .blocking_recv()
+                    .unwrap_or_else(|_| Err(gone_with_nothing())))
+            },
+        );
+        // Refused before it could block: the child goes back to the caller.
+        result.unwrap_or_else(|error| Err(TrackChildError::new(error, child.take())))
     }
 
     /// [`MonitorHandle::spawn_with`] for plain threads.
     pub fn spawn_with_blocking(
         &self,
-        command: std::process::Command,
+        command: impl Into<SpawnCommand>,
         options: SpawnOptions,
     ) -> Result<OwnedChild, Error> {
-        self.request_blocking(|reply| Command::Spawn {
-            command: Box::new(command),
+        let (command, options) = spawn_parts(command.into(), options);
+        let names = (
+            "MonitorHandle::spawn_with_blocking",
+            "MonitorHandle::spawn_with",
+        );
+        self.request_blocking(names, |reply| Command::Spawn {
+            command,
             options,
             reply,
         })?
     }
 
     /// [`MonitorHandle::terminate`] for plain threads.
-    pub fn terminate_blocking(&self, pid: i32) -> Result<Tracked, Error> {
-        self.request_blocking(|reply| Command::Stop {
-            pid,
+    pub fn terminate_blocking(&self, process: impl Into<ProcessRef>) -> Result<Tracked, Error> {
+        let process = process.into();
+        let names = (
+            "MonitorHandle::terminate_blocking",
+            "MonitorHandle::terminate",
+        );
+        self.request_blocking(names, |reply| Command::Stop {
+            process,
             kill: false,
             target: None,
             reply,
@@ -323,47 +386,94 @@ impl MonitorHandle {
     }
 
     /// [`MonitorHandle::kill`] for plain threads.
-    pub fn kill_blocking(&self, pid: i32) -> Result<Tracked, Error> {
-        self.request_blocking(|reply| Command::Stop {
-            pid,
+    pub fn kill_blocking(&self, process: impl Into<ProcessRef>) -> Result<Tracked, Error> {
+        let process = process.into();
+        let names = ("MonitorHandle::kill_blocking", "MonitorHandle::kill");
+        self.request_blocking(names, |reply| Command::Stop {
+            process,
             kill: true,
             target: None,
             reply,
         })?
     }
 
+    /// [`MonitorHandle::stop`] for plain threads.
+    pub fn stop_blocking(
+        &self,
+        process: impl Into<ProcessRef>,
+        kill: bool,
+        target: OrphanTarget,
+    ) -> Result<Tracked, Error> {
+        let process = process.into();
+        let names = ("MonitorHandle::stop_blocking", "MonitorHandle::stop");
+        self.request_blocking(names, |reply| Command::Stop {
+            process,
+            kill,
+            target: Some(target),
+            reply,
+        })?
+    }
+
     /// [`MonitorHandle::untrack`] for plain threads.
-    pub fn untrack_blocking(&self, pid: i32) -> Result<Tracked, Error> {
-        self.request_blocking(|reply| Command::Untrack { pid, reply })?
+    pub fn untrack_blocking(&self, process: impl Into<ProcessRef>) -> Result<Tracked, Error> {
+        let process = process.into();
+        let names = ("MonitorHandle::untrack_blocking", "MonitorHandle::untrack");
+        self.request_blocking(names, |reply| Command::Untrack { process, reply })?
     }
 
     /// [`MonitorHandle::status`] for plain threads.
     pub fn status_blocking(&self) -> Result<Status, Error> {
-        self.request_blocking(|reply| Command::Status { reply })
+        let names = ("MonitorHandle::status_blocking", "MonitorHandle::status");
+        self.request_blocking(names, |reply| Command::Status { reply })
     }
 
     /// [`MonitorHandle::subscribe`] for plain threads.
     pub fn subscribe_blocking(&self) -> Result<broadcast::Receiver<Event>, Error> {
-        self.request_blocking(|reply| Command::Subscribe { reply })
+        let names = (
+            "MonitorHandle::subscribe_blocking",
+            "MonitorHandle::subscribe",
+        );
+        self.request_blocking(names, |reply| Command::Subscribe { reply })
     }
 
     /// [`MonitorHandle::wait_for`] for plain threads.
     pub fn wait_for_blocking(&self, id: ProcessId) -> Result<ExitInfo, Error> {
-        self.request_blocking(|reply| Command::WaitFor { id, reply })?
+        let names = (
+            "MonitorHandle::wait_for_blocking",
+            "MonitorHandle::wait_for",
+        );
+        self.request_blocking(names, |reply| Command::WaitFor { id, reply })?
     }
 
     /// [`MonitorHandle::drain`] for plain threads.
     pub fn drain_blocking(&self, timeout: Duration) -> Result<DrainReport, Error> {
-        self.request_blocking(|reply| Command::Drain { timeout, reply })
+        let names = ("MonitorHandle::drain_blocking", "MonitorHandle::drain");
+        self.request_blocking(names, |reply| Command::Drain { timeout, reply })
     }
 
     /// [`MonitorHandle::shutdown`] for plain threads.
     pub fn shutdown_blocking(&self) -> Result<(), Error> {
-        match self.request_blocking(|reply| Command::Shutdown { reply }) {
+        let names = (
+            "MonitorHandle::shutdown_blocking",
+            "MonitorHandle::shutdown",
+        );
+        match self.request_blocking(names, |reply| Command::Shutdown { reply }) {
             Ok(()) | Err(Error::MonitorGone) => Ok(()),
             Err(other) => Err(other),
         }
     }
+}
+
+/// The std command to run, and the options with the drop guard a tokio
+/// command asked for (`kill_on_drop`), unless the options set one.
+fn spawn_parts(
+    command: SpawnCommand,
+    mut options: SpawnOptions,
+) -> (Box<std::process::Command>, SpawnOptions) {
+    if options.on_drop.is_none() {
+        options.on_drop = command.on_drop;
+    }
+    (Box::new(command.command), options)
 }
 
 type TrackChildReply = oneshot::Receiver<Result<OwnedChild, TrackChildError>>;

@@ -8,28 +8,52 @@
 //!
 //! # Usage
 //!
-//! ```no_run
+//! ```
 //! use std::time::Duration;
-//! use monitor_core::{Monitor, Event};
+//! use monitor_core::{Event, ExitStatus, Monitor, SpawnOptions};
 //!
-//! # async fn demo() -> Result<(), monitor_core::Error> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let monitor = Monitor::builder()
 //!     .check_interval(Duration::from_secs(1))
-//!     .grace(Duration::from_secs(2))
+//!     .grace(Duration::from_millis(500))
 //!     .spawn()?;
 //! let handle = monitor.handle();
 //! let mut events = handle.subscribe().await?;
 //!
-//! // Watch a process somebody else started: if its parent dies, it goes too.
-//! let tracked = handle.track(12345).await?;
-//! println!("tracking {} (parent {})", tracked.id, tracked.parent);
+//! // Start a child through the monitor (a tokio or a std `Command`): it
+//! // owns the child and everything the child starts (its *unit*), reaps
+//! // it, and hands back an `OwnedChild` that works like tokio's `Child`.
+//! let mut command = tokio::process::Command::new("sh");
+//! command.args(["-c", "exit 3"]);
+//! let mut child = handle.spawn(command).await?;
+//! assert_eq!(child.wait().await?, ExitStatus::Exited(3));
 //!
-//! // Or hand over a child: the monitor reaps it and returns its status.
-//! let child = std::process::Command::new("true").spawn().expect("spawn true");
-//! let status = handle.track_child(child).await?.wait().await?;
-//! assert!(status.success());
+//! // `wait` is cancel-safe: bound it with a timeout, then end the unit
+//! // (its signal, the grace period, then SIGKILL). The drop guard ends it
+//! // too if this code returns early and drops `job`.
+//! let mut sleeper = tokio::process::Command::new("sleep");
+//! sleeper.arg("30");
+//! let options = SpawnOptions::new().terminate_on_drop(true);
+//! let mut job = handle.spawn_with(sleeper, options).await?;
+//! if tokio::time::timeout(Duration::from_millis(100), job.wait()).await.is_err() {
+//!     let status = job.terminate().await?;
+//!     assert_eq!(status.signal(), Some(15));
+//! }
+//!
+//! // Or watch a process started elsewhere (here by us, for the example):
+//! // when the process that started it dies, the monitor terminates it.
+//! let mut other = tokio::process::Command::new("sleep").arg("30").spawn()?;
+//! let pid = other.id().expect("running") as i32;
+//! let tracked = handle.track(pid).await?;
+//! println!("tracking {} (parent {})", tracked.id, tracked.parent);
+//! // Control calls take the identity (pid and start time), so a pid that
+//! // names another process by now is never signalled.
+//! handle.terminate(tracked.id).await?;
+//! other.wait().await?; // our child: we reap it, the monitor never does
 //!
 //! while let Ok(event) = events.try_recv() {
+//!     println!("{event}");
 //!     if let Event::Orphaned { id, .. } = event {
 //!         println!("{id} was orphaned");
 //!     }
@@ -41,7 +65,33 @@
 //!
 //! Code ported from the original Python tool can use the blocking
 //! functions [`start_monitor`], [`track_process`], [`untrack_process`],
-//! [`get_monitor`] and [`stop_monitor`] instead.
+//! [`get_monitor`] and [`stop_monitor`] instead. Like the `*_blocking`
+//! methods, they never panic inside async code (see [`Error::InsideRuntime`]).
+//!
+//! # Owned children: waiting, cancelling, dropping
+//!
+//! - [`OwnedChild::wait`] is cancel-safe and keeps the status once received;
+//!   [`OwnedChild::try_wait`] never waits.
+//! - [`OwnedChild::kill`] and [`OwnedChild::terminate`] end the child's whole
+//!   unit and return once it is empty; [`OwnedChild::start_kill`] only
+//!   starts it. [`MonitorHandle::kill`], [`MonitorHandle::terminate`] and
+//!   [`MonitorHandle::stop`] do the same for any tracked process, named by
+//!   its [`ProcessId`] (see [`ProcessRef`]).
+//! - Dropping an [`OwnedChild`] leaves the child running by default (as
+//!   tokio's `Child` without `kill_on_drop`); the monitor still reaps it.
+//!   [`SpawnOptions::terminate_on_drop`] or [`SpawnOptions::kill_on_drop`]
+//!   (a tokio `Command`'s own `kill_on_drop(true)` maps to the latter) end
+//!   the unit on drop instead.
+//! - Stopping the monitor ([`Monitor::shutdown`], or cancelling the token
+//!   given to [`Monitor::spawn_with_token`]) happens at once: the shutdown
+//!   policy ([`ShutdownPolicy`]) is applied to the units the monitor owns
+//!   (by default they are terminated, in one grace period), and nothing
+//!   else is waited for. To let work finish first, wait for it before
+//!   cancelling: the owned children's `wait`, or `MonitorHandle::drain`
+//!   (terminate every unit and wait until none is left).
+//! - Events arrive on a `tokio::sync::broadcast::Receiver<Event>` (see
+//!   [`MonitorHandle::subscribe`]); a subscriber that falls behind misses
+//!   the oldest events (`RecvError::Lagged`) and never slows the monitor.
 //!
 //! # Testing code that uses the monitor
 //!
@@ -90,41 +140,46 @@
 //!
 //! # Layout
 //!
-//! - `config`: [`Config`] and its enums, defaults in one place.
-//! - `limits`: the range of every duration, and overflow-free deadlines.
-//! - `id`: [`ProcessId`], [`ExitStatus`], [`Signal`].
-//! - `track`: [`TrackOptions`], [`Tracked`], [`ChildProcess`], [`OwnedChild`].
-//! - `unit`: [`Containment`], [`UnitStatus`]: a tracked process and all it
-//!   starts, as one thing.
-//! - `event`, `status`: what the monitor reports.
-//! - `counters`: the running totals as metrics crates read them, and a
-//!   live view that never waits for the actor ([`LiveCounters`]).
-//! - `monitor`, `handle`: spawning, the handle, shutdown.
-//! - `waiting`: [`ExitInfo`], [`DrainReport`]: what `wait_for` and `drain`
-//!   give back (the waiters live in the actor: `actor/waiting`).
-//! - `spawn`: [`SpawnOptions`] and the long-lived spawner thread.
-//! - `actor`: the state; `actor/escalation`, `actor/watches`,
-//!   `actor/units`, `actor/tree`: orphan actions, pidfd wake-ups, units
-//!   and their authorization, finding members.
-//! - `watch`: pidfds registered with the reactor, one waker each.
-//! - `scan`, `reap`: the scanner task and the SIGCHLD forwarder.
-//! - `supervisor`: every task watched; one that dies stops the monitor.
-//! - `os`: the seam to the kernel (procfs, pidfd, `waitid`, spawning),
-//!   faked in tests by `fake`, which [`testing`] (feature `test-util`)
-//!   gives to users' tests.
-//! - `cgroup`, `connector`, `lineage`: the kernel layer of units: leaf
-//!   cgroups the monitor creates, fork and exit events from the process
-//!   connector, and the membership those events imply; `sys_error` is
-//!   their error.
-//! - `compat`: the original tool's blocking functions.
+//! Every public item lives at the crate root; by topic:
+//!
+//! - Starting and stopping: [`Monitor`], [`MonitorBuilder`], [`Config`]
+//!   with [`OrphanAction`], [`OrphanTarget`], [`ReapPolicy`],
+//!   [`ShutdownPolicy`], [`Containment`], and each duration's range
+//!   ([`DurationRange`], [`GRACE_RANGE`], ...).
+//! - Tracking: [`MonitorHandle`] (track, control, status, events),
+//!   [`TrackOptions`], [`ParentSpec`], [`Tracked`], [`ProcessRef`].
+//! - Children the monitor owns: [`MonitorHandle::spawn`],
+//!   [`SpawnCommand`], [`SpawnOptions`], [`DropAction`], [`OwnedChild`];
+//!   children handed over: [`MonitorHandle::track_child`],
+//!   [`ChildProcess`], [`TrackChildError`].
+//! - Identity and outcomes: [`ProcessId`], [`ExitStatus`], [`Signal`].
+//! - Waiting: [`MonitorHandle::wait_for`] ([`ExitInfo`]),
+//!   [`MonitorHandle::drain`] ([`DrainReport`]),
+//!   [`MonitorHandle::subscribe_unit`].
+//! - Users' tests on paused time: the `testing` module (feature
+//!   `test-util`).
+//! - What it reports: [`Event`], [`ErrorKind`], [`Status`],
+//!   [`TrackedStatus`], [`ProcessState`], [`UnitStatus`],
+//!   [`UnitResources`], [`Counters`], [`ScanSummary`], and the live
+//!   counters for metrics ([`LiveCounters`], [`CounterValue`],
+//!   [`ErrorCounts`]).
+//! - Errors: [`Error`].
+//! - Ported code: [`start_monitor`], [`start_monitor_with`],
+//!   [`track_process`], [`untrack_process`], [`get_monitor`],
+//!   [`stop_monitor`].
+//!
+//! How the source is organized (one concept per private module) is
+//! described in the repository's `docs/architecture.md`.
 
 #![cfg(target_os = "linux")]
 
 mod actor;
+mod blocking;
 // The kernel layer of units: the actor wiring follows, so these
 // are unused outside their tests for now.
 #[allow(dead_code, unused_imports)]
 mod cgroup;
+mod child;
 mod compat;
 mod config;
 #[allow(dead_code)]
@@ -139,6 +194,7 @@ mod limits;
 mod lineage;
 mod monitor;
 mod os;
+mod process_ref;
 mod reap;
 mod scan;
 mod spawn;
@@ -153,6 +209,8 @@ mod unit;
 mod waiting;
 mod watch;
 
+#[cfg(test)]
+mod control_tests;
 // The fake process table: this crate's tests use it, and the `testing`
 // module gives it to users' tests.
 #[cfg(any(test, doc, feature = "test-util"))]
@@ -176,6 +234,7 @@ mod unit_tests;
 #[cfg(test)]
 mod waiting_tests;
 
+pub use child::OwnedChild;
 pub use compat::{
     get_monitor, start_monitor, start_monitor_with, stop_monitor, track_process, untrack_process,
 };
@@ -190,9 +249,10 @@ pub use limits::{
     UNIT_SCAN_INTERVAL_RANGE,
 };
 pub use monitor::{Monitor, MonitorBuilder};
-pub use spawn::SpawnOptions;
+pub use process_ref::ProcessRef;
+pub use spawn::{DropAction, SpawnCommand, SpawnOptions};
 pub use status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};
-pub use track::{ChildProcess, OwnedChild, ParentSpec, TrackChildError, TrackOptions, Tracked};
+pub use track::{ChildProcess, ParentSpec, TrackChildError, TrackOptions, Tracked};
 pub use unit::{Containment, UnitResources, UnitStatus};
 pub use waiting::{DrainReport, ExitInfo};
 

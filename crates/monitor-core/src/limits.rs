@@ -106,9 +106,19 @@ pub(crate) fn check_config(config: &Config) -> Result<(), Error> {
 
 impl TrackOptions {
     /// Checks the values that parse but cannot work: a grace period
-    /// outside [`GRACE_RANGE`]. The monitor runs this on every track; a
-    /// caller may run it first to refuse bad input early.
+    /// outside [`GRACE_RANGE`], and `SIGKILL` as the signal of the
+    /// `terminate` action (refused as [`Config::validate`] refuses it for
+    /// `term_signal`, with the same reason; key `signal`). The monitor runs
+    /// this on every track; a caller may run it first to refuse bad input
+    /// early. An unset field is the monitor's default, unknown here: the
+    /// monitor checks the signal rule again on the settings in effect, its
+    /// defaults filled in, so `signal(Signal::KILL)` alone is refused by a
+    /// monitor whose default action is `terminate` (the default), and
+    /// accepted by one whose default is `kill`, as their configs would.
     pub fn validate(&self) -> Result<(), Error> {
+        if let (Some(signal), Some(action)) = (self.signal, self.action) {
+            crate::config::check_grace_signal("signal", signal, action)?;
+        }
         match self.grace {
             Some(grace) => GRACE_RANGE.check(grace),
             None => Ok(()),

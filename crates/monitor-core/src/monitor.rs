@@ -52,8 +52,11 @@ impl Monitor {
     /// `parent` stops the monitor (it runs on a child token, so stopping the
     /// monitor does not cancel `parent`).
     ///
-    /// The stop is immediate: from the cancellation on, the monitor takes
-    /// no more commands, applies its shutdown policy and ends. To end the
+    /// The stop is immediate: the actor applies the shutdown policy to what
+    /// it owns (by default its units are terminated: signal, grace period,
+    /// `SIGKILL`) and ends; commands still queued are not answered
+    /// ([`Error::MonitorGone`]), and an [`crate::OwnedChild`] whose child
+    /// has not ended by then gets `MonitorGone` from `wait`. To end the
     /// processes first with a timeout of your own and learn what was left,
     /// call [`MonitorHandle::drain`](crate::MonitorHandle::drain) before
     /// cancelling.

@@ -37,7 +37,7 @@ fn users(ppid: i32, start_time: u64) -> FakeProc {
 async fn an_owned_child_refused_a_signal_is_still_reaped_with_its_status() {
     let mut h = Harness::start(config()).await;
     let id = h.os.spawn_with(CHILD, users(MY_PID, 7));
-    let owned = h
+    let mut owned = h
         .handle
         .track_child_with(
             ChildProcess::Fake(FakeChild::new(&h.os, id)),
@@ -45,7 +45,7 @@ async fn an_owned_child_refused_a_signal_is_still_reaped_with_its_status() {
         )
         .await
         .expect("the user's own child");
-    let waiting = tokio::spawn(owned.wait());
+    let waiting = tokio::spawn(async move { owned.wait().await });
     h.os.set_uid(CHILD, OTHER);
     h.handle.terminate(CHILD).await.expect("tracked until now");
     within(h.next(|e| matches!(e, Event::Refused { id: refused, .. } if *refused == id))).await;

@@ -26,6 +26,53 @@ use tokio::sync::oneshot;
 
 use crate::{Signal, TrackOptions};
 
+/// What [`crate::MonitorHandle::spawn`] starts: a `std::process::Command`
+/// or a `tokio::process::Command`, through `impl Into<SpawnCommand>`.
+///
+/// Everything a tokio `Command` holds is kept: program, arguments,
+/// environment, working directory, stdio, `uid`/`gid`, `process_group`,
+/// `pre_exec` hooks (all of which live in its inner std `Command`, see
+/// `tokio::process::Command::as_std`), and its `kill_on_drop(true)`, which
+/// becomes [`DropAction::Kill`] (see [`SpawnOptions::on_drop`]; an
+/// `on_drop` set in the options wins). Nothing is lost.
+#[derive(Debug)]
+pub struct SpawnCommand {
+    pub(crate) command: Command,
+    pub(crate) on_drop: Option<DropAction>,
+}
+
+impl From<Command> for SpawnCommand {
+    fn from(command: Command) -> Self {
+        Self {
+            command,
+            on_drop: None,
+        }
+    }
+}
+
+impl From<tokio::process::Command> for SpawnCommand {
+    fn from(command: tokio::process::Command) -> Self {
+        let on_drop = command.get_kill_on_drop().then_some(DropAction::Kill);
+        Self {
+            command: command.into_std(),
+            on_drop,
+        }
+    }
+}
+
+/// What dropping an [`crate::OwnedChild`] that was never waited for does
+/// to the child's unit (see [`SpawnOptions::on_drop`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DropAction {
+    /// Terminate the unit: its signal, its grace period, then `SIGKILL`
+    /// (as [`crate::OwnedChild::terminate`]).
+    Terminate,
+    /// `SIGKILL` the whole unit at once (as [`crate::OwnedChild::kill`];
+    /// what tokio's `kill_on_drop(true)` does to its one child).
+    Kill,
+}
+
 /// How [`crate::MonitorHandle::spawn_with`] starts and tracks a child.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -41,6 +88,18 @@ pub struct SpawnOptions {
     /// a supervisor whose one unit is everything it runs (`pidguard run`);
     /// one unit per monitor at most, and only with `tree`.
     pub adopt_orphans: bool,
+    /// The drop guard: what dropping the [`crate::OwnedChild`] before its
+    /// exit status was received does to the child's whole unit.
+    ///
+    /// The counterpart of tokio's `Command::kill_on_drop`, and like it off
+    /// by default (`None`): dropping the `OwnedChild` then leaves the child
+    /// running, and the monitor still reaps it when it exits (it owns it).
+    /// With a guard, the drop asks the monitor to end the unit (without
+    /// blocking: it only queues the request), the child's descendants
+    /// included, which tokio's `kill_on_drop` does not reach. A
+    /// `tokio::process::Command` with `kill_on_drop(true)` sets
+    /// [`DropAction::Kill`] here unless this is set.
+    pub on_drop: Option<DropAction>,
 }
 
 impl SpawnOptions {
@@ -65,6 +124,22 @@ impl SpawnOptions {
     /// unit (see [`SpawnOptions::adopt_orphans`]).
     pub fn adopt_orphans(mut self, adopt: bool) -> Self {
         self.adopt_orphans = adopt;
+        self
+    }
+
+    /// Arms (or, with `false`, disarms) the drop guard that terminates the
+    /// child's unit when its [`crate::OwnedChild`] is dropped unwaited
+    /// ([`DropAction::Terminate`], see [`SpawnOptions::on_drop`]).
+    pub fn terminate_on_drop(mut self, terminate: bool) -> Self {
+        self.on_drop = terminate.then_some(DropAction::Terminate);
+        self
+    }
+
+    /// Arms (or, with `false`, disarms) the drop guard that `SIGKILL`s the
+    /// child's unit when its [`crate::OwnedChild`] is dropped unwaited
+    /// ([`DropAction::Kill`]; tokio's `kill_on_drop`, for the whole unit).
+    pub fn kill_on_drop(mut self, kill: bool) -> Self {
+        self.on_drop = kill.then_some(DropAction::Kill);
         self
     }
 }

@@ -38,11 +38,11 @@
 //! /// is terminated (its signal, its grace period, then SIGKILL).
 //! async fn run_job(handle: &MonitorHandle, program: &str, deadline: Duration) -> Result<ExitInfo, Error> {
 //!     let worker = handle.spawn(Command::new(program)).await?;
-//!     match timeout(deadline, handle.wait_for(worker.id())).await {
+//!     match timeout(deadline, handle.wait_for(worker.process_id())).await {
 //!         Ok(end) => end,
 //!         Err(_overrun) => {
-//!             handle.terminate(worker.id().pid).await?;
-//!             handle.wait_for(worker.id()).await
+//!             handle.terminate(worker.process_id()).await?;
+//!             handle.wait_for(worker.process_id()).await
 //!         }
 //!     }
 //! }

@@ -1,11 +1,9 @@
 //! What a caller hands the monitor when it tracks a process, and what it
 //! gets back.
 
-use std::process::{ChildStderr, ChildStdin, ChildStdout};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::oneshot;
 
 use crate::{Containment, Error, ExitStatus, OrphanAction, OrphanTarget, ProcessId, Signal};
 
@@ -21,7 +19,9 @@ pub struct TrackOptions {
     pub parent: Option<ParentSpec>,
     /// What to do when it is orphaned.
     pub action: Option<OrphanAction>,
-    /// Which processes the orphan action reaches.
+    /// Which processes the orphan action reaches. Only an orphan's: no
+    /// effect on a child the monitor owns unless a `parent` is named (see
+    /// [`OrphanTarget`]).
     pub target: Option<OrphanTarget>,
     /// Make it the root of a unit that holds its descendants, present and
     /// future (`false`: a unit of one).
@@ -66,7 +66,9 @@ impl TrackOptions {
         self
     }
 
-    /// Sets which processes the orphan action reaches.
+    /// Sets which processes the orphan action reaches (see
+    /// [`TrackOptions::target`]: not an owned child's, unless a parent is
+    /// named).
     pub fn target(mut self, target: OrphanTarget) -> Self {
         self.target = Some(target);
         self
@@ -248,76 +250,5 @@ impl std::error::Error for TrackChildError {
 impl From<TrackChildError> for Error {
     fn from(error: TrackChildError) -> Self {
         error.error
-    }
-}
-
-/// A child the monitor owns: await its exit status here.
-///
-/// A child started with [`crate::MonitorHandle::spawn`] also comes with the
-/// ends of the pipes its `Command` asked for (`Stdio::piped()`).
-#[derive(Debug)]
-pub struct OwnedChild {
-    tracked: Tracked,
-    exit: oneshot::Receiver<ExitStatus>,
-    stdin: Option<ChildStdin>,
-    stdout: Option<ChildStdout>,
-    stderr: Option<ChildStderr>,
-}
-
-impl OwnedChild {
-    pub(crate) fn new(tracked: Tracked, exit: oneshot::Receiver<ExitStatus>) -> Self {
-        Self {
-            tracked,
-            exit,
-            stdin: None,
-            stdout: None,
-            stderr: None,
-        }
-    }
-
-    /// Keeps the pipe ends of a spawned child for the caller.
-    pub(crate) fn with_pipes(
-        mut self,
-        pipes: (Option<ChildStdin>, Option<ChildStdout>, Option<ChildStderr>),
-    ) -> Self {
-        (self.stdin, self.stdout, self.stderr) = pipes;
-        self
-    }
-
-    /// The writing end of the child's stdin, if it was piped.
-    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
-        self.stdin.take()
-    }
-
-    /// The reading end of the child's stdout, if it was piped.
-    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
-        self.stdout.take()
-    }
-
-    /// The reading end of the child's stderr, if it was piped.
-    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
-        self.stderr.take()
-    }
-
-    /// What was recorded when the child was handed over.
-    pub fn tracked(&self) -> &Tracked {
-        &self.tracked
-    }
-
-    /// The child's identity.
-    pub fn id(&self) -> ProcessId {
-        self.tracked.id
-    }
-
-    /// Waits until the monitor has reaped the child.
-    ///
-    /// Fails with [`Error::MonitorGone`] if the monitor shut down first.
-    pub async fn wait(self) -> Result<ExitStatus, Error> {
-        self.exit.await.map_err(|_| Error::MonitorGone)
-    }
-
-    /// [`OwnedChild::wait`] for plain threads; panics inside an async context.
-    pub fn wait_blocking(self) -> Result<ExitStatus, Error> {
-        self.exit.blocking_recv().map_err(|_| Error::MonitorGone)
     }
 }

@@ -115,7 +115,7 @@ async fn wait_for_errors_say_what_is_wrong() {
     let stale = ProcessId::new(CHILD, 1);
     assert!(matches!(
         h.handle.wait_for(stale).await,
-        Err(Error::IdentityMismatch { pid: CHILD, expected: 1, actual }) if actual == CHILD as u64
+        Err(Error::Stale { id, now: Some(now) }) if id == stale && now.start_time == CHILD as u64
     ));
     let handle = h.handle.clone();
     let waiting = tokio::spawn(async move { handle.wait_for(root).await });

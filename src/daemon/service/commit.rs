@@ -66,7 +66,7 @@ impl Service {
         while let Some(change) = pending.pop() {
             match change {
                 Pending::Track(reply, registration) => {
-                    let _ = self.monitor.untrack(registration.id.pid).await;
+                    let _ = self.monitor.untrack(registration.id).await;
                     self.untracked_owners
                         .insert(registration.id, registration.uid);
                     self.remove(registration.id.pid);

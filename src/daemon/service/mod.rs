@@ -332,7 +332,7 @@ impl Service {
             })?;
         if !peer.is_root() && !access::still_owned_by(tracked.id, peer.uid) {
             // The pid changed hands between the check and the track.
-            let _ = self.monitor.untrack(pid).await;
+            let _ = self.monitor.untrack(tracked.id).await;
             tracing::warn!(
                 peer_uid = peer.uid,
                 pid,
@@ -380,13 +380,15 @@ impl Service {
             ));
         }
         let (id, owner) = (registration.id, registration.uid);
-        match self.monitor.untrack(pid).await {
+        // By identity: should the pid name another tracked process by now,
+        // that one is left alone.
+        match self.monitor.untrack(id).await {
             // Its `Untracked` event is on the way.
             Ok(_) => {
                 self.untracked_owners.insert(id, owner);
             }
             // Not tracked any more: it exited a moment ago; drop ours too.
-            Err(MonitorError::NotTracked { .. }) => {}
+            Err(MonitorError::NotTracked { .. } | MonitorError::Stale { .. }) => {}
             Err(error) => return Err(refusal(error)),
         }
         let removed = self.remove(pid).ok_or_else(|| {

@@ -136,8 +136,8 @@ fn sleeper() -> Command {
 }
 
 async fn owned(handle: &MonitorHandle, pinned: &mut Pinned) -> Duration {
-    let child = handle.spawn(sleeper()).await.expect("spawn");
-    let fd = pinned.pin(child.id().pid as u32);
+    let mut child = handle.spawn(sleeper()).await.expect("spawn");
+    let fd = pinned.pin(child.id().expect("running"));
     pinned.kill(fd);
     let start = Instant::now();
     tokio::time::timeout(TIMEOUT, child.wait())

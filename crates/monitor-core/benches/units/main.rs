@@ -12,9 +12,9 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used, missing_docs)]
 
-use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use monitor_core::{Containment, Event, Monitor, MonitorHandle};
 
@@ -94,8 +94,8 @@ async fn discovery(containment: Containment) -> Option<Vec<Duration>> {
         .args(["-c", "while read x; do sleep 300 & done"])
         .stdin(Stdio::piped());
     let mut root = handle.spawn(command).await.unwrap();
-    let mut stdin = root.take_stdin().unwrap();
-    let pid = root.id().pid;
+    let mut stdin = root.stdin.take().unwrap();
+    let pid = root.process_id().pid;
     if !got(&handle, containment).await {
         drop(stdin);
         end(monitor, &handle, pid).await;
@@ -107,7 +107,7 @@ async fn discovery(containment: Containment) -> Option<Vec<Duration>> {
         // right after a scan would always wait a whole interval).
         tokio::time::sleep(Duration::from_millis((i as u64 * 137) % 1000)).await;
         let start = Instant::now();
-        stdin.write_all(b"\n").unwrap();
+        stdin.write_all(b"\n").await.unwrap();
         while members(&handle).await < i + 2 {
             tokio::time::sleep(POLL).await;
         }
@@ -129,14 +129,10 @@ async fn termination(containment: Containment) -> Option<Duration> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     let mut root = handle.spawn(command).await.unwrap();
-    let pid = root.id().pid;
-    let stdout = root.take_stdout().unwrap();
-    tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-    })
-    .await
-    .unwrap();
+    let pid = root.process_id().pid;
+    let stdout = root.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).await.unwrap();
     if !got(&handle, containment).await {
         end(monitor, &handle, pid).await;
         return None;

@@ -41,17 +41,7 @@ impl Actor {
         if !self.tracked.contains_key(&pid)
             && let Some(root) = self.rootless_unit(pid)
         {
-            self.mark_stopping(root, kill);
-            let members = self.unit_pids(root);
-            let tracked = members
-                .first()
-                .and_then(|first| self.tracked.get(first))
-                .map(super::Entry::describe)
-                .ok_or(Error::NotTracked { pid })?;
-            for member in members {
-                self.stop_one(member, kill);
-            }
-            return Ok(tracked);
+            return self.stop_unit(root, kill);
         }
         let entry = self.tracked.get(&pid).ok_or(Error::NotTracked { pid })?;
         let tracked = entry.describe();
@@ -73,6 +63,21 @@ impl Actor {
         self.stop_one(pid, kill);
         for other in others {
             self.stop_one(other, kill);
+        }
+        Ok(tracked)
+    }
+
+    /// Stops every member of a unit whose root is gone.
+    pub(super) fn stop_unit(&mut self, root: ProcessId, kill: bool) -> Result<Tracked, Error> {
+        self.mark_stopping(root, kill);
+        let members = self.unit_pids(root);
+        let tracked = members
+            .first()
+            .and_then(|first| self.tracked.get(first))
+            .map(super::Entry::describe)
+            .ok_or(Error::NotTracked { pid: root.pid })?;
+        for member in members {
+            self.stop_one(member, kill);
         }
         Ok(tracked)
     }

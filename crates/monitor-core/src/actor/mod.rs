@@ -8,6 +8,7 @@
 //! authorization, a unit's end), `watches` (pidfd wake-ups), `escalation`
 //! (orphan actions, stops and their deadlines), `tree` (finding members:
 //! descendants and process groups), `reaping` (sweeps and settling exits),
+//! `control` (control calls by identity, owned children's requests),
 //! `shutdown`, `waiting` (waiters for an end, drains, per-unit feeds).
 
 use std::collections::{BTreeSet, HashMap};
@@ -28,6 +29,7 @@ use crate::watch::{Watch, WatchKey};
 
 use self::escalation::Escalation;
 
+mod control;
 mod escalation;
 mod reaping;
 mod shutdown;
@@ -40,9 +42,10 @@ use self::units::Unit;
 use crate::status::{Counters, ProcessState, ScanSummary, Status, TrackedStatus};
 use crate::{
     ChildProcess, Config, Containment, DrainReport, Error, ErrorKind, Event, ExitInfo, ExitStatus,
-    OrphanAction, OrphanTarget, OwnedChild, ProcessId, ReapPolicy, Signal, SpawnOptions,
-    TrackChildError, TrackOptions, Tracked,
+    OrphanAction, OrphanTarget, OwnedChild, ProcessId, ProcessRef, ReapPolicy, Signal,
+    SpawnOptions, TrackChildError, TrackOptions, Tracked,
 };
+pub(crate) use control::Control;
 
 /// A request from a [`crate::MonitorHandle`].
 #[derive(Debug)]
@@ -63,13 +66,13 @@ pub(crate) enum Command {
         reply: oneshot::Sender<Result<OwnedChild, Error>>,
     },
     Untrack {
-        pid: i32,
+        process: ProcessRef,
         reply: oneshot::Sender<Result<Tracked, Error>>,
     },
     /// Start termination (or, with `kill`, send `SIGKILL`) now, of what
     /// `target` reaches (default: a root's whole unit, a member alone).
     Stop {
-        pid: i32,
+        process: ProcessRef,
         kill: bool,
         target: Option<OrphanTarget>,
         reply: oneshot::Sender<Result<Tracked, Error>>,
@@ -245,6 +248,11 @@ pub(crate) struct Actor {
     unit_targets: Option<Arc<[Arc<ProcHandle>]>>,
     /// Every unit, by root. A unit outlives its root while members remain.
     units: HashMap<ProcessId, Unit>,
+    /// Requests from owned children (see `control.rs`).
+    control: control::ControlChannel,
+    /// Owned children's `kill`/`terminate` calls waiting for their unit to
+    /// end, by root; answered when it ends or leaves the monitor.
+    unit_waiters: HashMap<ProcessId, Vec<oneshot::Sender<Result<(), Error>>>>,
     /// Asks the scanner for a unit scan now (a member exited, so the rest
     /// of its unit may have forked since the last look). A `Notify` keeps
     /// one permit: a burst of exits costs one scan, read off the actor.
@@ -313,6 +321,8 @@ impl Actor {
             scan_targets: None,
             unit_targets: None,
             units: HashMap::new(),
+            control: control::ControlChannel::new(),
+            unit_waiters: HashMap::new(),
             unit_rescan,
             adopting: None,
             adopt_into_next_unit: false,
@@ -355,6 +365,12 @@ impl Actor {
     }
 
     pub(crate) async fn run(mut self, mut inputs: Inputs) {
+        // A local, dropped before the actor's state: an `OwnedChild` that
+        // finds its exit status dropped while this channel is still open
+        // knows the monitor runs on and the status itself was lost.
+        let Some(mut control) = self.control.receiver.take() else {
+            return;
+        };
         loop {
             tokio::select! {
                 () = self.cancel.cancelled() => break,
@@ -368,6 +384,8 @@ impl Actor {
                 },
                 Some(()) = inputs.sigchld.recv() => self.sweep(),
                 Some(key) = inputs.ready.recv() => self.on_ready(key),
+                // Never `None`: the actor holds a sender.
+                Some(request) = control.recv() => self.on_control(request),
                 Some(message) = inputs.scans.recv() => match message {
                     ScanMsg::Snapshot(reply) => {
                         // The scanner may have been cancelled meanwhile.
@@ -441,8 +459,9 @@ impl Actor {
                     None => Err(Error::ChildAlreadyReaped),
                     Some(pid) => self.track(pid, options, &mut owner),
                 };
+                let control = self.control.sender.clone();
                 let result = result
-                    .map(|tracked| OwnedChild::new(tracked, exit))
+                    .map(|tracked| OwnedChild::new(tracked, exit, control))
                     .map_err(|error| {
                         TrackChildError::new(error, owner.and_then(|owner| owner.child))
                     });
@@ -457,16 +476,16 @@ impl Actor {
                 // sweep can reap it first.
                 let _ = reply.send(self.spawn(*command, options).await);
             }
-            Command::Untrack { pid, reply } => {
-                let _ = reply.send(self.untrack(pid));
+            Command::Untrack { process, reply } => {
+                let _ = reply.send(self.untrack_ref(process));
             }
             Command::Stop {
-                pid,
+                process,
                 kill,
                 target,
                 reply,
             } => {
-                let _ = reply.send(self.stop(pid, kill, target));
+                let _ = reply.send(self.stop_ref(process, kill, target));
             }
             Command::Status { reply } => {
                 let _ = reply.send(self.status());

@@ -26,6 +26,14 @@ impl Actor {
         if !self.config.enabled {
             return Err(Error::Disabled);
         }
+        // Refused before the child exists, not after: a child spawned and
+        // then refused would have to be killed.
+        self.check_options(&options.track)?;
+        if options.adopt_orphans
+            && let Some(root) = self.adopting
+        {
+            return Err(Error::AdoptionTaken { root });
+        }
         let program = command.get_program().to_string_lossy().into_owned();
         let mut command = command;
         // Its unit lives in a leaf of the monitor's cgroup, which it joins
@@ -61,11 +69,6 @@ impl Actor {
             child: Some(child),
             waiter: Some(waiter),
         });
-        if options.adopt_orphans
-            && let Some(root) = self.adopting
-        {
-            return Err(Error::AdoptionTaken { root });
-        }
         // Taken by the unit as it is made, before anything (its root's
         // exit included) can need it.
         self.adopt_into_next_unit = options.adopt_orphans;
@@ -76,7 +79,21 @@ impl Actor {
         match tracked {
             Ok(tracked) => {
                 tracing::debug!(pid, program, "spawned");
-                Ok(OwnedChild::new(tracked, exit).with_pipes(pipes))
+                // Registered with this runtime's reactor, as a tokio
+                // `Child`'s pipes are with the runtime that spawned it.
+                let pipes = crate::child::tokio_pipes(pipes).map_err(|source| {
+                    // Nobody could talk to it: end it (the monitor reaps it).
+                    let _ = self.stop(pid, true, None);
+                    Error::Os {
+                        syscall: "epoll_ctl (registering the child's pipes)",
+                        pid,
+                        source,
+                    }
+                })?;
+                let control = self.control.sender.clone();
+                Ok(OwnedChild::new(tracked, exit, control)
+                    .with_pipes(pipes)
+                    .with_drop_action(options.on_drop))
             }
             Err(error) => {
                 // Our own unreaped child cannot be refused for a reason that
@@ -96,6 +113,17 @@ impl Actor {
                 Err(error)
             }
         }
+    }
+
+    /// The options' own checks, then the config's rule for the signal on
+    /// the settings in effect (the monitor's defaults filled in).
+    fn check_options(&self, options: &TrackOptions) -> Result<(), Error> {
+        options.validate()?;
+        crate::config::check_grace_signal(
+            "signal",
+            options.signal.unwrap_or(self.config.term_signal),
+            options.action.unwrap_or(self.config.orphan_action),
+        )
     }
 
     pub(super) fn check_pid(&self, pid: i32) -> Result<(), Error> {
@@ -138,7 +166,10 @@ impl Actor {
             return Err(Error::Disabled);
         }
         self.check_pid(pid)?;
-        options.validate()?;
+        // Members inherit their root's settings, checked with the root.
+        if descendant_of.is_none() {
+            self.check_options(&options)?;
+        }
         if let Some(existing) = self.tracked.get(&pid) {
             if self.os.stat(&existing.handle).is_some() {
                 return Err(Error::AlreadyTracked { id: existing.id() });
@@ -339,6 +370,11 @@ impl Actor {
             Some(entry) => entry.id(),
             None => self.rootless_unit(pid).ok_or(Error::NotTracked { pid })?,
         };
+        self.untrack_unit(root)
+    }
+
+    /// Untracks the unit of `root`, every member with it.
+    pub(super) fn untrack_unit(&mut self, root: ProcessId) -> Result<Tracked, Error> {
         let mut described = None;
         for member in self.unit_pids(root) {
             let Some(entry) = self.remove(member) else {
@@ -358,7 +394,8 @@ impl Actor {
             }
         }
         self.units.remove(&root);
-        described.ok_or(Error::NotTracked { pid })
+        self.unit_over(root);
+        described.ok_or(Error::NotTracked { pid: root.pid })
     }
 
     /// Removes an entry and cancels its pending deadline.

@@ -257,6 +257,7 @@ impl Actor {
         let ended = Event::UnitEnded { root, resources };
         self.waiting.unit_ended(&ended);
         self.emit(ended);
+        self.unit_over(root);
     }
 
     /// The root of `pid`'s unit, if `pid` leaving it would end it (or

@@ -174,10 +174,9 @@ impl Actor {
         let running = match self.tracked.get(&pid) {
             Some(entry) if entry.id() == id => self.is_running(entry),
             Some(entry) => {
-                let _ = reply.send(Err(Error::IdentityMismatch {
-                    pid,
-                    expected: id.start_time,
-                    actual: entry.id().start_time,
+                let _ = reply.send(Err(Error::Stale {
+                    id,
+                    now: Some(entry.id()),
                 }));
                 return;
             }
@@ -213,10 +212,9 @@ impl Actor {
             match self.tracked.get(&id.pid) {
                 Some(entry) if entry.id() == id => entry.root(),
                 Some(entry) => {
-                    return Err(Error::IdentityMismatch {
-                        pid: id.pid,
-                        expected: id.start_time,
-                        actual: entry.id().start_time,
+                    return Err(Error::Stale {
+                        id,
+                        now: Some(entry.id()),
                     });
                 }
                 None => return Err(Error::NotTracked { pid: id.pid }),

@@ -140,7 +140,7 @@ impl Run {
                 let child = ChildProcess::Fake(FakeChild::new(&self.os, id));
                 let owner = opts.owner.of(*uid);
                 let tracking = self.handle.track_child_with(child, opts.options(owner));
-                if let Ok(owned) = tracking.await {
+                if let Ok(mut owned) = tracking.await {
                     self.registered(owned.tracked(), owner, opts, true)?;
                     let result = Arc::new(Mutex::new(None));
                     let slot = Arc::clone(&result);
