@@ -61,6 +61,12 @@
 //!   adoptions; quiet processes cost the actor nothing. A second interval
 //!   reads the children lists of the members of units contained by
 //!   scanning, to find new members;
+//! - **fork events**: where a unit gets no cgroup and the monitor may
+//!   listen (root in the initial namespaces), one netlink socket (the
+//!   kernel's process connector, opened by the first unit that wants it)
+//!   reports every fork on the machine; the actor reads them in bounded
+//!   batches, and a fork by a member makes the child a member at once
+//!   (pinned, checked by its start time, authorized);
 //! - the **SIGCHLD forwarder** turns the signal into "sweep the owned set"
 //!   wake-ups through a capacity-1 channel (coalesced, never counted);
 //! - the **deadline queue** (a `DelayQueue` inside the actor) wakes
@@ -91,28 +97,28 @@
 //! - `monitor`, `handle`: spawning, the handle, shutdown.
 //! - `spawn`: [`SpawnOptions`] and the long-lived spawner thread.
 //! - `actor`: the state; `actor/escalation`, `actor/watches`,
-//!   `actor/units`, `actor/tree`: orphan actions, pidfd wake-ups, units
-//!   and their authorization, finding members.
+//!   `actor/units`, `actor/tree`, `actor/fork_events`: orphan actions,
+//!   pidfd wake-ups, units and their authorization, finding members in
+//!   children lists and through fork events.
 //! - `watch`: pidfds registered with the reactor, one waker each.
 //! - `scan`, `reap`: the scanner task and the SIGCHLD forwarder.
 //! - `supervisor`: every task watched; one that dies stops the monitor.
 //! - `os`: the seam to the kernel (procfs, pidfd, `waitid`), faked in tests.
 //! - `cgroup`, `connector`, `lineage`: the kernel layer of units: leaf
 //!   cgroups the monitor creates, fork and exit events from the process
-//!   connector, and the membership those events imply; `sys_error` is
-//!   their error.
+//!   connector (behind a small `EventSource` seam, scripted in tests), and
+//!   the membership those events imply; `sys_error` is their error.
 //! - `compat`: the original tool's blocking functions.
 
 #![cfg(target_os = "linux")]
 
 mod actor;
-// The kernel layer of units: the actor wiring follows, so these
-// are unused outside their tests for now.
+// The cgroup layer has parts the actor does not use (yet): moving a
+// running process into a leaf, the termination that reports each member.
 #[allow(dead_code, unused_imports)]
 mod cgroup;
 mod compat;
 mod config;
-#[allow(dead_code)]
 mod connector;
 mod counters;
 mod error;
@@ -120,7 +126,6 @@ mod event;
 mod handle;
 mod id;
 mod limits;
-#[allow(dead_code)]
 mod lineage;
 mod monitor;
 mod os;
@@ -129,7 +134,6 @@ mod scan;
 mod spawn;
 mod status;
 mod supervisor;
-#[allow(dead_code)]
 mod sys_error;
 mod track;
 mod unit;
@@ -139,6 +143,10 @@ mod watch;
 mod fake;
 #[cfg(test)]
 mod fallback_tests;
+#[cfg(test)]
+mod fork_event_overrun_tests;
+#[cfg(test)]
+mod fork_event_tests;
 #[cfg(test)]
 mod harness;
 #[cfg(test)]

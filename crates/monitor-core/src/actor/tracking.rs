@@ -44,6 +44,10 @@ impl Actor {
             },
             None => None,
         };
+        // No leaf: the unit follows fork events where it may.
+        if unit && self.next_leaf.is_none() {
+            self.listen_for_forks().await;
+        }
         let mut child = spawn::spawn(command, options.parent_death_signal)
             .await
             .map_err(|source| {
@@ -205,9 +209,12 @@ impl Actor {
             }
             None => {
                 let unit_owner = options.owner.unwrap_or_else(|| self.os.my_uid());
+                // The strongest available: a leaf the child was spawned
+                // into, else fork events, else children lists.
                 let containment = match (tree, self.next_leaf.is_some()) {
                     (false, _) => Containment::None,
                     (true, true) => Containment::Cgroup,
+                    (true, false) if self.fork_events.listening() => Containment::ForkEvents,
                     (true, false) => Containment::Scan,
                 };
                 let unit = Unit::new(unit_owner, containment, owner.is_some(), settings);
@@ -287,6 +294,10 @@ impl Actor {
             unit
         });
         self.join_unit(pid, descendant_of.unwrap_or(id), unit);
+        if containment == Containment::ForkEvents {
+            // Pinned above: from now on, its forks make members.
+            self.follow(descendant_of.unwrap_or(id), pid);
+        }
         self.targets_changed();
         if tracked.owned {
             // It may have exited before it was handed over.
@@ -356,6 +367,7 @@ impl Actor {
             }
         }
         self.units.remove(&root);
+        self.unfollow_unit(root);
         described.ok_or(Error::NotTracked { pid })
     }
 
