@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 use std::time::Duration;
 
 use common::{Procs, SOON, wait_for_status, wait_until};
-use monitor_core::{Event, Monitor, OrphanTarget, TrackOptions};
+use monitor_core::{Containment, Event, Monitor, OrphanTarget, TrackOptions};
 
 /// Forks a plain and a `setsid` grandchild once a line arrives on stdin
 /// (so the test decides whether they exist before or after the track),
@@ -22,9 +22,13 @@ const FAMILY: &str = "read go; sleep 300 & echo $!; setsid sleep 300 & echo $!; 
 
 async fn grandchildren_die_with_the_tree(fork_after_track: bool) {
     let mut procs = Procs::new();
-    // A quick scan, so a fork after the track is found by the next one.
+    // A quick scan, so a fork after the track is found by the next one;
+    // scan containment, so that is what this tests (fork events have
+    // their own tests in units_fork_events.rs).
     let builder = Monitor::builder()
         .check_interval(Duration::from_millis(100))
+        .unit_scan_interval(Duration::from_millis(100))
+        .containment(Containment::Scan)
         .grace(Duration::from_secs(5));
     let (monitor, handle, mut log) = common::spawn_monitor(builder).await;
     let mut command = std::process::Command::new("sh");
@@ -162,12 +166,16 @@ async fn the_group_target_misses_a_child_that_called_setsid() {
 
 /// With a 60 s scan, a child forked after the track is found when another
 /// member of the tree exits (the monitor looks at the rest of the tree
-/// then), and is cleaned up when its own parent dies.
+/// then), and is cleaned up when its own parent dies. Under scan
+/// containment, which this is about, with unit scans too rare to be what
+/// finds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exit_in_the_tree_finds_children_forked_since() {
     let mut procs = Procs::new();
     let builder = Monitor::builder()
         .check_interval(Duration::from_secs(60))
+        .unit_scan_interval(Duration::from_secs(3600))
+        .containment(Containment::Scan)
         .grace(Duration::from_secs(5));
     let (monitor, handle, mut log) = common::spawn_monitor(builder).await;
     // The root starts two members: a shell that forks a sleep when told

@@ -256,9 +256,13 @@ pub(crate) fn status(args: &StatusArgs) -> Result<(), Failure> {
         let state = entry
             .state
             .map_or_else(|| "gone".to_owned(), |s| format!("{s:?}").to_lowercase());
+        // Its unit: how members are found, and how many it holds.
+        let unit = entry.unit.map_or_else(String::new, |unit| {
+            format!("  unit {} ({} processes)", unit.containment, unit.members)
+        });
         writeln!(
             out,
-            "  {:<20} parent {:<20} uid {:<6} {:<10} {:<9} {} {}",
+            "  {:<20} parent {:<20} uid {:<6} {:<10} {:<9} {} {}{unit}",
             r.id.to_string(),
             r.parent.to_string(),
             r.uid,

@@ -155,7 +155,7 @@ fn monitor_counters(counters: &Counters) -> Vec<Family> {
 
 /// The containments every build knows, so their series exist from the
 /// start (others seen in a status are added).
-const CONTAINMENTS: [&str; 3] = ["cgroup", "scan", "none"];
+const CONTAINMENTS: [&str; 4] = ["cgroup", "fork-events", "scan", "none"];
 
 /// Every process state, by its serialized name.
 const STATES: [(ProcessState, &str); 5] = [

@@ -251,6 +251,7 @@ mod tests {
             "pidguard_monitor_tracked{containment=\"cgroup\",state=\"running\"} 1\n",
             "pidguard_monitor_tracked{containment=\"scan\",state=\"killing\"} 1\n",
             "pidguard_monitor_tracked{containment=\"none\",state=\"running\"} 0\n",
+            "pidguard_monitor_units{containment=\"fork-events\"} 0\n",
             "pidguard_monitor_units{containment=\"cgroup\"} 1\n",
             "pidguard_monitor_unit_members{containment=\"scan\"} 2\n",
             "pidguard_monitor_units_cpu_seconds{containment=\"cgroup\"} 1.5\n",

@@ -144,10 +144,13 @@ pub struct Config {
     /// fork can escape such a unit.
     #[serde(with = "humantime_serde")]
     pub unit_scan_interval: Duration,
-    /// The strongest mechanism units may use to find their members:
-    /// `cgroup` (the default: the strongest the monitor has, falling back
-    /// when it may not write a cgroup subtree), or `scan` (children lists
-    /// only). What each unit got is reported in status.
+    /// The strongest mechanism units may use to find their members, a
+    /// ceiling (`cgroup` > `fork-events` > `scan`): `cgroup` (the default:
+    /// spawned children in cgroup leaves where the monitor may write a
+    /// cgroup subtree, fork events for every other unit where it may
+    /// listen to them, scanning otherwise), `fork-events` (no cgroups),
+    /// or `scan` (children lists only). Each unit gets the strongest one
+    /// allowed that is available to it; status reports which.
     pub containment: Containment,
     /// The signal that starts a `terminate` action; a track can override it.
     pub term_signal: Signal,
@@ -206,7 +209,7 @@ impl Config {
         if self.containment == Containment::None {
             return invalid(
                 "containment",
-                "must be \"cgroup\" or \"scan\"; turn units off with tree = false",
+                "must be \"cgroup\", \"fork-events\" or \"scan\"; turn units off with tree = false",
             );
         }
         if self.kill_timeout.is_zero() {

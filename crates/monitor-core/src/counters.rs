@@ -113,6 +113,11 @@ impl Counters {
                 self.unit_scans,
             ),
             plain(
+                "fork_event_overruns",
+                "Times fork events were lost (the socket's buffer overflowed) and the units that follow them read their children lists instead.",
+                self.fork_event_overruns,
+            ),
+            plain(
                 "orphans_found",
                 "Tracked processes found orphaned (their recorded parent died).",
                 self.orphans_found,
@@ -161,7 +166,7 @@ impl Counters {
 }
 
 /// How many plain counters and error kinds [`Published`] holds.
-const PLAIN: usize = 12;
+const PLAIN: usize = 13;
 const KINDS: usize = 5;
 
 /// The shared atomics the actor publishes into.
@@ -188,6 +193,7 @@ impl Published {
             scans,
             full_scans,
             unit_scans,
+            fork_event_overruns,
             orphans_found,
             orphans_terminated,
             orphans_killed,
@@ -209,6 +215,7 @@ impl Published {
             scans,
             full_scans,
             unit_scans,
+            fork_event_overruns,
             orphans_found,
             orphans_terminated,
             orphans_killed,
@@ -235,6 +242,7 @@ fn plain_values(c: &Counters) -> [u64; PLAIN] {
         c.scans,
         c.full_scans,
         c.unit_scans,
+        c.fork_event_overruns,
         c.orphans_found,
         c.orphans_terminated,
         c.orphans_killed,
@@ -279,12 +287,13 @@ mod tests {
         let mut counters = Counters::default();
         // Distinct values per field, so a swapped pair would show.
         let values = (1..=u64::try_from(PLAIN).expect("small")).collect::<Vec<_>>();
-        let [a, b, c, d, e, f, g, h, i, j, k, l] = values[..] else {
+        let [a, b, c, d, e, f, g, h, i, j, k, l, m] = values[..] else {
             unreachable!("PLAIN values")
         };
         counters.scans = a;
         counters.full_scans = l;
         counters.unit_scans = b;
+        counters.fork_event_overruns = m;
         counters.orphans_found = c;
         counters.orphans_terminated = d;
         counters.orphans_killed = e;

@@ -78,7 +78,7 @@ async fn without_pidfds_the_scan_handles_exits_and_orphans() {
         Arc::new(LinuxOs::without_pidfd()),
         CancellationToken::new(),
         sweeps_rx,
-        None,
+        crate::actor::Mechanisms::default(),
     )
     .expect("monitor starts");
     let handle = monitor.handle();

@@ -8,6 +8,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::actor::Mechanisms;
 use crate::fake::{FakeOs, FakeProc, Sent};
 use crate::{Config, Event, Monitor, MonitorHandle, ProcessId, Signal};
 
@@ -32,6 +33,11 @@ pub(crate) struct Harness {
 
 impl Harness {
     pub(crate) async fn start(config: Config) -> Self {
+        Self::start_with(config, Mechanisms::default()).await
+    }
+
+    /// Like [`Harness::start`], with these kernel mechanisms for units.
+    pub(crate) async fn start_with(config: Config, mechanisms: Mechanisms) -> Self {
         let os = FakeOs::new();
         let (sweeps, sweeps_rx) = mpsc::channel(1);
         // A child of the monitor that dies raises SIGCHLD, as in the kernel.
@@ -42,7 +48,7 @@ impl Harness {
             os.clone(),
             CancellationToken::new(),
             sweeps_rx,
-            None,
+            mechanisms,
         )
         .expect("monitor starts");
         let handle = monitor.handle();

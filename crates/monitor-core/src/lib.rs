@@ -122,6 +122,12 @@
 //!   adoptions; quiet processes cost the actor nothing. A second interval
 //!   reads the children lists of the members of units contained by
 //!   scanning, to find new members;
+//! - **fork events**: where a unit gets no cgroup and the monitor may
+//!   listen (root in the initial namespaces), one netlink socket (the
+//!   kernel's process connector, opened by the first unit that wants it)
+//!   reports every fork on the machine; the actor reads them in bounded
+//!   batches, and a fork by a member makes the child a member at once
+//!   (pinned, checked by its start time, authorized);
 //! - the **SIGCHLD forwarder** turns the signal into "sweep the owned set"
 //!   wake-ups through a capacity-1 channel (coalesced, never counted);
 //! - the **deadline queue** (a `DelayQueue` inside the actor) wakes
@@ -175,14 +181,13 @@
 
 mod actor;
 mod blocking;
-// The kernel layer of units: the actor wiring follows, so these
-// are unused outside their tests for now.
+// The cgroup layer has parts the actor does not use (yet): moving a
+// running process into a leaf, the termination that reports each member.
 #[allow(dead_code, unused_imports)]
 mod cgroup;
 mod child;
 mod compat;
 mod config;
-#[allow(dead_code)]
 mod connector;
 mod counters;
 mod error;
@@ -190,7 +195,6 @@ mod event;
 mod handle;
 mod id;
 mod limits;
-#[allow(dead_code)]
 mod lineage;
 mod monitor;
 mod os;
@@ -200,7 +204,6 @@ mod scan;
 mod spawn;
 mod status;
 mod supervisor;
-#[allow(dead_code)]
 mod sys_error;
 #[cfg(any(test, doc, feature = "test-util"))]
 pub mod testing;
@@ -217,6 +220,10 @@ mod control_tests;
 mod fake;
 #[cfg(test)]
 mod fallback_tests;
+#[cfg(test)]
+mod fork_event_overrun_tests;
+#[cfg(test)]
+mod fork_event_tests;
 #[cfg(test)]
 mod harness;
 #[cfg(test)]

@@ -8,7 +8,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::actor::{Actor, Inputs};
+use crate::actor::{Actor, Inputs, Mechanisms};
 use crate::cgroup::{Hierarchy, Subtree};
 use crate::counters::Published;
 use crate::event::EventBus;
@@ -72,10 +72,15 @@ impl Monitor {
         };
         let (sweeps_tx, sweeps_rx) = mpsc::channel(1);
         // Made on the first spawn that needs a leaf, not here: a monitor
-        // that never spawns leaves no trace in the cgroup tree.
-        let cgroups = (config.enabled && config.containment == Containment::Cgroup)
-            .then_some(cgroup_subtree as fn() -> Option<Subtree>);
-        let monitor = Self::start(config, os, parent.child_token(), sweeps_rx, cgroups)?;
+        // that never spawns leaves no trace in the cgroup tree. Likewise
+        // the fork-event socket, opened by the first unit that wants it.
+        let allowed = |mechanism| config.enabled && config.containment.allows(mechanism);
+        let mechanisms = Mechanisms {
+            cgroups: allowed(Containment::Cgroup)
+                .then_some(cgroup_subtree as fn() -> Option<Subtree>),
+            fork_events: allowed(Containment::ForkEvents).then(crate::connector::connector),
+        };
+        let monitor = Self::start(config, os, parent.child_token(), sweeps_rx, mechanisms)?;
         if let Some(sigchld) = sigchld {
             let cancel = monitor.cancel.clone();
             let cost = Arc::clone(&monitor.sweep_cost);
@@ -90,13 +95,14 @@ impl Monitor {
     }
 
     /// Starts the actor and the scanner; SIGCHLD wake-ups come in on
-    /// `sweeps` (the real forwarder, or a test).
+    /// `sweeps` (the real forwarder, or a test), and units may use the
+    /// kernel `mechanisms` given (real ones, a test's, or none).
     pub(crate) fn start(
         config: Config,
         os: Arc<dyn Os>,
         cancel: CancellationToken,
         sweeps: mpsc::Receiver<()>,
-        cgroups: Option<fn() -> Option<Subtree>>,
+        mechanisms: Mechanisms,
     ) -> Result<Self, Error> {
         let mut subreaper = false;
         if config.enabled && config.subreaper {
@@ -147,7 +153,7 @@ impl Monitor {
             cancel.clone(),
         )
         .measuring_sweeps(Arc::clone(&sweep_cost))
-        .with_cgroups(cgroups)
+        .with_mechanisms(mechanisms)
         .publishing(Arc::clone(&counters));
         let inputs = Inputs {
             commands: commands_rx,
@@ -230,6 +236,13 @@ impl MonitorBuilder {
     /// Sets how often every tracked process is read, watched or not.
     pub fn full_scan_interval(mut self, interval: Duration) -> Self {
         self.config.full_scan_interval = interval;
+        self
+    }
+
+    /// Sets how often units contained by scanning read their members'
+    /// children lists ([`Config::unit_scan_interval`]).
+    pub fn unit_scan_interval(mut self, interval: Duration) -> Self {
+        self.config.unit_scan_interval = interval;
         self
     }
 

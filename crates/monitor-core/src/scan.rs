@@ -120,10 +120,11 @@ pub(crate) struct UnitReport {
     pub(crate) own: Vec<i32>,
 }
 
-/// Scans of up to this many processes run on the scanner's own task: at
-/// about 10 us a read, that is less than waking a blocking-pool thread
-/// costs, and a monitor tracking a handful of processes (`pidguard run`
-/// tracks one) then needs no thread besides the runtime's.
+/// Scans of up to this many processes (or children lists, for a unit
+/// scan) run on the scanner's own task: at about 10 us a read, that is
+/// less than waking a blocking-pool thread costs, and a monitor tracking
+/// a handful of processes (`pidguard run` tracks one) then needs no thread
+/// besides the runtime's.
 const INLINE_TARGETS: usize = 8;
 
 /// Whether a tick reads `target`: a full one reads every target.
@@ -299,15 +300,23 @@ async fn scan_units(os: &Arc<dyn Os>, to_actor: &mpsc::Sender<ScanMsg>) -> bool 
         return false;
     };
     // No unit to look into: nothing to read, and no blocking-pool thread.
+    // (Units that follow fork events are never in the snapshot.)
     if snapshot.members.is_empty() && !snapshot.adopt {
         return true;
     }
-    let os = Arc::clone(os);
-    let found = match tokio::task::spawn_blocking(move || unit_scan(os.as_ref(), &snapshot)).await {
-        Ok(found) => found,
-        Err(error) => {
-            tracing::error!(%error, "unit scan task failed; the next tick retries");
-            return true;
+    // A few lists read faster than a blocking-pool thread wakes, as for
+    // the checks: `pidguard run`'s one unit needs no second thread.
+    let lists = snapshot.members.len() + usize::from(snapshot.adopt);
+    let found = if lists <= INLINE_TARGETS {
+        unit_scan(os.as_ref(), &snapshot)
+    } else {
+        let os = Arc::clone(os);
+        match tokio::task::spawn_blocking(move || unit_scan(os.as_ref(), &snapshot)).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::error!(%error, "unit scan task failed; the next tick retries");
+                return true;
+            }
         }
     };
     // Sent even when nothing was found: the actor counts unit scans.

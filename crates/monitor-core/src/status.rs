@@ -69,6 +69,12 @@ pub struct Counters {
     /// contained by scanning), on the unit interval or after a member's
     /// exit; none while no unit is contained by scanning.
     pub unit_scans: u64,
+    /// Times fork events were lost (the socket's receive buffer
+    /// overflowed), each followed by a look at the children lists of every
+    /// unit that follows them. Absent from statuses serialized before it
+    /// existed (read as zero).
+    #[serde(default)]
+    pub fork_event_overruns: u64,
     /// Processes found orphaned.
     pub orphans_found: u64,
     /// Orphans that exited after the termination signal, before `SIGKILL`.

@@ -134,7 +134,8 @@ pub fn spawn_fake_monitor(config: impl Into<Config>) -> Result<(Monitor, FakeOs)
         Arc::clone(&table) as Arc<dyn crate::os::Os>,
         CancellationToken::new(),
         sweeps,
-        None,
+        // A fake table has no cgroups and no fork events: units scan it.
+        crate::actor::Mechanisms::default(),
     )?;
     Ok((monitor, FakeOs { table }))
 }

@@ -24,10 +24,24 @@ pub enum Containment {
     /// cgroup namespace). The strongest; the default ceiling
     /// ([`crate::Config::containment`]).
     Cgroup,
+    /// Members are followed through the kernel's fork events (the process
+    /// connector, one netlink socket for the whole monitor): a fork by a
+    /// member makes the child a member at once, pinned by its pidfd and
+    /// checked by its start time, however fast it forks on and whoever
+    /// reaps its parent, so a double fork is followed link by link. For
+    /// every unit that gets no cgroup (tracked processes the monitor did
+    /// not spawn, `track_child`, spawns without a cgroup) where the monitor
+    /// may listen: root (`CAP_NET_ADMIN`) in the initial user and pid
+    /// namespaces. What the root forked before it was tracked is found in
+    /// children lists when the unit is made; what was forked and orphaned
+    /// among events lost to an overrun escapes (the unit then rescans its
+    /// children lists).
+    ForkEvents,
     /// Members are found in their parents' children lists
     /// (`/proc/<pid>/task/*/children`): when the unit is made, whenever a
     /// member exits, and every `unit_scan_interval`. A process forked and
-    /// orphaned between two looks (a double fork) escapes.
+    /// orphaned between two looks (a double fork) escapes. The fallback
+    /// where neither of the above is available, e.g. without root.
     Scan,
     /// The unit is its root alone (`tree` off): its descendants are not
     /// followed.
@@ -38,9 +52,35 @@ impl std::fmt::Display for Containment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Cgroup => "cgroup",
+            Self::ForkEvents => "fork-events",
             Self::Scan => "scan",
             Self::None => "none",
         })
+    }
+}
+
+impl Containment {
+    /// How strong it is: what each lets escape is a subset of what the
+    /// next weaker one lets escape.
+    fn strength(self) -> u8 {
+        match self {
+            Self::None => 0,
+            Self::Scan => 1,
+            Self::ForkEvents => 2,
+            Self::Cgroup => 3,
+        }
+    }
+
+    /// Whether a ceiling of `self` ([`crate::Config::containment`]) allows
+    /// `mechanism`.
+    pub(crate) fn allows(self, mechanism: Self) -> bool {
+        mechanism.strength() <= self.strength()
+    }
+
+    /// Whether members are found by parentage: children lists (and fork
+    /// events), not a cgroup's list.
+    pub(crate) fn follows_children(self) -> bool {
+        matches!(self, Self::ForkEvents | Self::Scan)
     }
 }
 

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use monitor_core::{Event, OrphanAction, OrphanTarget, ProcessId, ProcessState, Signal};
+use monitor_core::{
+    Containment, Event, OrphanAction, OrphanTarget, ProcessId, ProcessState, Signal,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::DaemonCounters;
@@ -69,6 +71,21 @@ pub struct RegistrationStatus {
     /// Its state in the monitor (`None` if the monitor no longer lists it,
     /// e.g. it exited a moment ago).
     pub state: Option<ProcessState>,
+    /// Its unit: how members are found and how many processes it holds
+    /// (absent when the monitor lists no unit for it, and from daemons
+    /// older than this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<RegistrationUnit>,
+}
+
+/// A registration's unit in a [`RegistrationStatus`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistrationUnit {
+    /// How its members are found: `cgroup`, `fork-events`, `scan`, or
+    /// `none` (not a tree).
+    pub containment: Containment,
+    /// The processes it holds now, the root included while it runs.
+    pub members: usize,
 }
 
 /// The answer to `status`.

@@ -94,8 +94,8 @@ mod request;
 mod response;
 
 pub use answers::{
-    EventLine, Pong, Registration, RegistrationStatus, StatusReport, Streaming, Untracked,
-    VersionInfo,
+    EventLine, Pong, Registration, RegistrationStatus, RegistrationUnit, StatusReport, Streaming,
+    Untracked, VersionInfo,
 };
 pub use counters::{DaemonCounters, HistogramCounts, RequestCount};
 pub use parse::parse;

@@ -39,7 +39,8 @@ use super::memory::Shrinkage;
 use super::stats::DaemonStats;
 use super::store::Store;
 use crate::protocol::{
-    ErrorBody, ErrorKind, Registration, RegistrationStatus, StatusReport, TrackRequest, Untracked,
+    ErrorBody, ErrorKind, Registration, RegistrationStatus, RegistrationUnit, StatusReport,
+    TrackRequest, Untracked,
 };
 use commit::Pending;
 use handle::Command;
@@ -405,6 +406,17 @@ impl Service {
         let monitor = self.monitor.status().await.map_err(refusal)?;
         let states: HashMap<ProcessId, _> =
             monitor.tracked.iter().map(|t| (t.id, t.state)).collect();
+        let units: HashMap<ProcessId, RegistrationUnit> = monitor
+            .units
+            .iter()
+            .map(|unit| {
+                let summary = RegistrationUnit {
+                    containment: unit.containment,
+                    members: unit.members,
+                };
+                (unit.root, summary)
+            })
+            .collect();
         let tracked: Vec<RegistrationStatus> = self
             .registrations
             .values()
@@ -412,6 +424,7 @@ impl Service {
             .map(|r| RegistrationStatus {
                 registration: r.clone(),
                 state: states.get(&r.id).copied(),
+                unit: units.get(&r.id).copied(),
             })
             .collect();
         let admin = peer.is_root() || peer.uid == self.admin_uid;

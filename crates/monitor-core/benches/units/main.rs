@@ -3,7 +3,7 @@
 //! offers, in one run.
 //!
 //! `cargo bench -p monitor-core --bench units` (as root, for the cgroup
-//! rows). Discovery is timed from the write that makes the root fork to
+//! and fork-events rows; the fork-events row has the cgroup off). Discovery is timed from the write that makes the root fork to
 //! the first status that counts the new member (status polled every
 //! 200 µs), 30 times, at phases spread over the unit scan interval;
 //! termination from `terminate` to `UnitEnded`, with
@@ -31,7 +31,11 @@ fn main() {
     println!(
         "containment | fork to member: median (min..max) | 1,000-member unit: terminate to UnitEnded"
     );
-    for containment in [Containment::Scan, Containment::Cgroup] {
+    for containment in [
+        Containment::Scan,
+        Containment::ForkEvents,
+        Containment::Cgroup,
+    ] {
         runtime.block_on(async {
             match (discovery(containment).await, termination(containment).await) {
                 (Some(mut found), Some(ended)) => {

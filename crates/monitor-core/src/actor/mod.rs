@@ -7,7 +7,8 @@
 //! `tracking` (spawn, track, untrack), `units` (membership, owners,
 //! authorization, a unit's end), `watches` (pidfd wake-ups), `escalation`
 //! (orphan actions, stops and their deadlines), `tree` (finding members:
-//! descendants and process groups), `reaping` (sweeps and settling exits),
+//! descendants and process groups), `fork_events` (members from the
+//! kernel's fork events), `reaping` (sweeps and settling exits),
 //! `control` (control calls by identity, owned children's requests),
 //! `shutdown`, `waiting` (waiters for an end, drains, per-unit feeds).
 
@@ -22,15 +23,18 @@ use tokio_util::time::{DelayQueue, delay_queue};
 use tracing::Span;
 
 use crate::cgroup::Subtree;
+use crate::connector::OpenEvents;
 use crate::event::EventBus;
 use crate::os::{Os, ProcHandle};
 use crate::scan::{Observation, ScanMsg, ScanReport, ScanTarget, Snapshot, UnitSnapshot};
 use crate::watch::{Watch, WatchKey};
 
 use self::escalation::Escalation;
+use self::fork_events::ForkEvents;
 
 mod control;
 mod escalation;
+mod fork_events;
 mod reaping;
 mod shutdown;
 mod tracking;
@@ -127,6 +131,17 @@ impl Cgroups {
             Self::Off | Self::NotYet(_) | Self::Unavailable => None,
         }
     }
+}
+
+/// The kernel mechanisms units may use besides children lists, each made
+/// when the first unit needs it; `None` (the default): not for this
+/// monitor.
+#[derive(Default)]
+pub(crate) struct Mechanisms {
+    /// Makes the monitor's cgroup subtree, for spawned children.
+    pub(crate) cgroups: Option<fn() -> Option<Subtree>>,
+    /// Opens the fork-event source, for every other unit.
+    pub(crate) fork_events: Option<OpenEvents>,
 }
 
 /// How the actor learns that its process is gone in the shutdown wait.
@@ -268,6 +283,9 @@ pub(crate) struct Actor {
     /// The leaf a spawn's child was started in, taken by its unit as it is
     /// made.
     next_leaf: Option<crate::cgroup::Leaf>,
+    /// The kernel's fork events, opened for the first unit that wants
+    /// them, and the membership they imply.
+    fork_events: ForkEvents,
     released: Vec<Released>,
     /// Escalation wake-ups, keyed back to the process by identity.
     deadlines: DelayQueue<ProcessId>,
@@ -328,6 +346,7 @@ impl Actor {
             adopt_into_next_unit: false,
             cgroups: Cgroups::Off,
             next_leaf: None,
+            fork_events: ForkEvents::Off,
             released: Vec::new(),
             deadlines: DelayQueue::new(),
             events,
@@ -351,10 +370,15 @@ impl Actor {
         self
     }
 
-    /// Units of spawned children live in leaves of the subtree `make`
-    /// makes (when it can), on the first spawn that needs one.
-    pub(crate) fn with_cgroups(mut self, make: Option<fn() -> Option<Subtree>>) -> Self {
-        self.cgroups = make.map_or(Cgroups::Off, Cgroups::NotYet);
+    /// Units of spawned children live in leaves of the subtree
+    /// `mechanisms` makes (when it can), on the first spawn that needs
+    /// one; every other unit follows fork events from the source it opens
+    /// (when it can), on the first unit that wants them.
+    pub(crate) fn with_mechanisms(mut self, mechanisms: Mechanisms) -> Self {
+        self.cgroups = mechanisms.cgroups.map_or(Cgroups::Off, Cgroups::NotYet);
+        self.fork_events = mechanisms
+            .fork_events
+            .map_or(ForkEvents::Off, ForkEvents::NotYet);
         self
     }
 
@@ -405,12 +429,23 @@ impl Actor {
                     if !self.deadlines.is_empty() => self.on_deadline(expired.into_inner()),
                 // A drain's timeout; `after_message` answers it.
                 () = waiting::until(self.waiting.next_deadline()) => {}
+                polled = std::future::poll_fn(|cx| self.fork_events.poll(cx)),
+                    if self.fork_events.listening() => self.on_fork_events(polled).await,
             }
             self.after_message();
             self.published.store(&self.counters);
         }
         self.shut_down().await;
         self.published.store(&self.counters);
+    }
+
+    /// Before a track that would make a unit following its descendants:
+    /// the fork-event source is opened if this is the first unit that
+    /// wants it (a track bound to fail early opens nothing).
+    async fn before_unit(&mut self, pid: i32, options: &TrackOptions) {
+        if options.tree.unwrap_or(self.config.tree) && self.check_pid(pid).is_ok() {
+            self.listen_for_forks().await;
+        }
     }
 
     /// The tracked set changed: the scanners' cached views are stale.
@@ -442,6 +477,7 @@ impl Actor {
                 options,
                 reply,
             } => {
+                self.before_unit(pid, &options).await;
                 let _ = reply.send(self.track(pid, options, &mut None));
             }
             Command::TrackChild {
@@ -451,6 +487,9 @@ impl Actor {
             } => {
                 let (waiter, exit) = oneshot::channel();
                 let pid = child.pid();
+                if let Some(pid) = pid {
+                    self.before_unit(pid, &options).await;
+                }
                 let mut owner = Some(Ownership {
                     child: Some(child),
                     waiter: Some(waiter),
@@ -552,7 +591,10 @@ impl Actor {
     }
 
     /// The pinned members of units contained by scanning, for the unit
-    /// scan, and whether orphans are adopted into a unit.
+    /// scan, and whether orphans are adopted into a unit. Units that
+    /// follow fork events are left out: they need no periodic look, so a
+    /// daemon whose registrations all follow them reads nothing on a unit
+    /// tick.
     fn unit_snapshot(&mut self) -> UnitSnapshot {
         let tracked = &self.tracked;
         let members = Arc::clone(self.unit_targets.get_or_insert_with(|| {

@@ -52,6 +52,10 @@ impl Actor {
             },
             None => None,
         };
+        // No leaf: the unit follows fork events where it may.
+        if unit && self.next_leaf.is_none() {
+            self.listen_for_forks().await;
+        }
         // Through the seam: a test's fake table starts a fake child.
         let crate::os::Spawned { pid, child, pipes } = self
             .os
@@ -237,9 +241,12 @@ impl Actor {
             }
             None => {
                 let unit_owner = options.owner.unwrap_or_else(|| self.os.my_uid());
+                // The strongest available: a leaf the child was spawned
+                // into, else fork events, else children lists.
                 let containment = match (tree, self.next_leaf.is_some()) {
                     (false, _) => Containment::None,
                     (true, true) => Containment::Cgroup,
+                    (true, false) if self.fork_events.listening() => Containment::ForkEvents,
                     (true, false) => Containment::Scan,
                 };
                 let unit = Unit::new(unit_owner, containment, owner.is_some(), settings);
@@ -320,6 +327,10 @@ impl Actor {
             unit
         });
         self.join_unit(pid, descendant_of.unwrap_or(id), unit);
+        if containment == Containment::ForkEvents {
+            // Pinned above: from now on, its forks make members.
+            self.follow(descendant_of.unwrap_or(id), pid);
+        }
         self.targets_changed();
         if tracked.owned {
             // It may have exited before it was handed over.
@@ -395,6 +406,7 @@ impl Actor {
         }
         self.units.remove(&root);
         self.unit_over(root);
+        self.unfollow_unit(root);
         described.ok_or(Error::NotTracked { pid: root.pid })
     }
 

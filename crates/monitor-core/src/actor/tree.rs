@@ -1,8 +1,11 @@
-//! Finding a unit's members by scanning, and the process groups a `group`
-//! target reaches: each found process is pinned, authorized against the
-//! unit's owner and tracked as a member before anything is signalled, so
-//! that only tracked (pinned) processes the owner may signal are ever
-//! signalled.
+//! Finding a unit's members in children lists, and the process groups a
+//! `group` target reaches: each found process is pinned, authorized
+//! against the unit's owner and tracked as a member before anything is
+//! signalled, so that only tracked (pinned) processes the owner may signal
+//! are ever signalled. Children lists are all a unit contained by scanning
+//! has; a unit that follows fork events reads them too, when it is made
+//! (what its root forked before), after an overrun, and in the last looks
+//! (after draining the events queued so far).
 //!
 //! A descendant is found through its parent's children lists
 //! (`/proc/<pid>/task/*/children`), read by pid but counted only while the
@@ -19,9 +22,9 @@ use super::Actor;
 use crate::{Containment, ErrorKind, ProcessId, TrackOptions};
 
 impl Actor {
-    /// Tracks the untracked children of `pid` (when its unit is contained
-    /// by scanning, or when `force`d for an orphan action), then theirs,
-    /// and so on.
+    /// Tracks the untracked children of `pid` (when its unit follows
+    /// parentage, by scanning or fork events, or when `force`d for an
+    /// orphan action), then theirs, and so on.
     pub(super) fn discover(&mut self, pid: i32, force: bool) {
         // A cgroup unit's membership is its leaf's list, not parentage.
         if let Some(root) = self
@@ -38,7 +41,7 @@ impl Actor {
             let Some(entry) = self.tracked.get(&pid) else {
                 continue;
             };
-            if entry.containment != Containment::Scan && !force {
+            if !entry.containment.follows_children() && !force {
                 continue;
             }
             let (parent, root) = (entry.id(), entry.root());
@@ -50,8 +53,10 @@ impl Actor {
         }
     }
 
-    /// Looks again at every living member of `root`'s unit.
+    /// Looks again at every living member of `root`'s unit (after the fork
+    /// events queued so far, for a unit that follows them).
     pub(super) fn discover_tree(&mut self, root: ProcessId) {
+        self.drain_fork_events();
         if self
             .units
             .get(&root)
@@ -118,6 +123,7 @@ impl Actor {
     /// new members: for a unit's root, every member of its unit; for a
     /// member, its tracked descendants.
     pub(super) fn tree_members(&mut self, pid: i32) -> Vec<i32> {
+        self.drain_fork_events();
         self.discover(pid, true);
         let Some(entry) = self.tracked.get(&pid) else {
             return Vec::new();

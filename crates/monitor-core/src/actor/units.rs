@@ -253,6 +253,7 @@ impl Actor {
         if self.adopting == Some(root) {
             self.adopting = None;
         }
+        self.unfollow_unit(root);
         tracing::debug!(root = %root, ?resources, "unit ended");
         let ended = Event::UnitEnded { root, resources };
         self.waiting.unit_ended(&ended);

@@ -25,6 +25,7 @@
 //! a second, and each event costs one `recvfrom`, a parse of a few bytes
 //! and a hash lookup of its parent.
 
+mod source;
 mod wire;
 
 #[cfg(test)]
@@ -42,6 +43,9 @@ use rustix::net::{AddressFamily, RecvFlags, SendFlags, SocketFlags, SocketType};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
+#[cfg(test)]
+pub(crate) use source::Opened;
+pub(crate) use source::{EventSource, OpenEvents, connector};
 use wire::{CN_IDX_PROC, MCAST_LISTEN, Message, WANTED_EVENTS};
 pub(crate) use wire::{Exec, Exit, Fork};
 
@@ -238,6 +242,7 @@ impl Connector {
     }
 
     /// Counters so far.
+    #[cfg(test)]
     pub(crate) fn stats(&self) -> Stats {
         self.stats
     }
@@ -249,25 +254,18 @@ impl Connector {
         loop {
             match ready!(self.poll_message(cx))? {
                 None => return Poll::Ready(Ok(ProcEvent::Overrun)),
-                Some(Message::Fork(fork)) => {
-                    self.stats.forks += 1;
-                    return Poll::Ready(Ok(ProcEvent::Fork(fork)));
+                Some(message) => {
+                    if let Some(event) = self.count(message) {
+                        return Poll::Ready(Ok(event));
+                    }
                 }
-                Some(Message::Exec(exec)) => {
-                    self.stats.execs += 1;
-                    return Poll::Ready(Ok(ProcEvent::Exec(exec)));
-                }
-                Some(Message::Exit(exit)) => {
-                    self.stats.exits += 1;
-                    return Poll::Ready(Ok(ProcEvent::Exit(exit)));
-                }
-                Some(_) => self.stats.skipped += 1,
             }
         }
     }
 
     /// [`Connector::poll_event`] as a future. Cancel-safe: an event is
     /// taken off the socket only when it is returned.
+    #[cfg(test)]
     pub(crate) async fn next_event(&mut self) -> Result<ProcEvent, SysError> {
         std::future::poll_fn(|cx| self.poll_event(cx)).await
     }
@@ -280,62 +278,146 @@ impl Connector {
     /// `Ok(None)`: an overrun.
     fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Message>, SysError>> {
         loop {
-            if let Some(offset) = self.next.take() {
-                match wire::parse_at(&self.buf[..self.len], offset) {
-                    Ok((message, next)) => {
-                        self.next = next;
-                        return Poll::Ready(Ok(Some(message)));
-                    }
-                    Err(malformed) => {
-                        // The rest of this datagram cannot be trusted.
-                        self.stats.malformed += 1;
-                        tracing::debug!(%malformed, "connector datagram skipped");
-                        continue;
-                    }
-                }
+            if let Some(message) = self.parse_next() {
+                return Poll::Ready(Ok(Some(message)));
             }
             let Self {
                 fd,
                 buf,
-                len: buf_len,
+                len,
                 next,
                 stats,
             } = self;
             let mut guard = ready!(fd.poll_read_ready(cx))
                 .map_err(|e| SysError::call("wait for the connector socket", e))?;
-            let received = guard.try_io(|fd| {
-                rustix::net::recvfrom(fd.get_ref(), &mut buf[..], RecvFlags::DONTWAIT)
-                    .map_err(io::Error::from)
-            });
-            match received {
+            match guard.try_io(|fd| receive(fd.get_ref(), buf, len, next, stats)) {
                 // Drained: `try_io` cleared the readiness; poll again to
                 // register the waker.
                 Err(_would_block) => continue,
-                Ok(Ok((len, full_len, from))) => {
-                    let kernel = from
-                        .and_then(|addr| SocketAddrNetlink::try_from(addr).ok())
-                        .is_some_and(|addr| addr.pid() == 0);
-                    if !kernel {
-                        // Only the kernel speaks for the connector; another
-                        // process's datagram is never believed.
-                        stats.foreign += 1;
-                    } else if full_len > len {
-                        stats.malformed += 1;
-                    } else {
-                        *buf_len = len;
-                        *next = Some(0);
-                    }
-                }
-                Ok(Err(e)) if e.raw_os_error() == Some(Errno::NOBUFS.raw_os_error()) => {
-                    stats.overruns += 1;
-                    return Poll::Ready(Ok(None));
-                }
-                Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(Ok(Received::Datagram)) => {}
+                Ok(Ok(Received::Overrun)) => return Poll::Ready(Ok(None)),
                 Ok(Err(e)) => {
                     return Poll::Ready(Err(SysError::call("recvfrom(connector)", e)));
                 }
             }
         }
+    }
+
+    /// The next event already queued, without waiting: `None` when the
+    /// socket is empty now. It reads the socket directly, outside tokio's
+    /// readiness and its cooperative budget (which could cut it short), so
+    /// a caller that must see everything the kernel sent so far (before a
+    /// unit is declared empty) can drain it from synchronous code. The
+    /// reactor's readiness is left as it was: at worst the next
+    /// [`Connector::poll_event`] finds the socket empty and waits again.
+    pub(crate) fn try_event(&mut self) -> Option<Result<ProcEvent, SysError>> {
+        loop {
+            let message = match self.parse_next() {
+                Some(message) => message,
+                None => {
+                    let Self {
+                        fd,
+                        buf,
+                        len,
+                        next,
+                        stats,
+                    } = self;
+                    match receive(fd.get_ref(), buf, len, next, stats) {
+                        Ok(Received::Datagram) => continue,
+                        Ok(Received::Overrun) => return Some(Ok(ProcEvent::Overrun)),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+                        Err(e) => return Some(Err(SysError::call("recvfrom(connector)", e))),
+                    }
+                }
+            };
+            if let Some(event) = self.count(message) {
+                return Some(Ok(event));
+            }
+        }
+    }
+
+    /// Counts a message; the event it is, if it is one the caller wants.
+    fn count(&mut self, message: Message) -> Option<ProcEvent> {
+        match message {
+            Message::Fork(fork) => {
+                self.stats.forks += 1;
+                Some(ProcEvent::Fork(fork))
+            }
+            Message::Exec(exec) => {
+                self.stats.execs += 1;
+                Some(ProcEvent::Exec(exec))
+            }
+            Message::Exit(exit) => {
+                self.stats.exits += 1;
+                Some(ProcEvent::Exit(exit))
+            }
+            _ => {
+                self.stats.skipped += 1;
+                None
+            }
+        }
+    }
+
+    /// The next message of the datagram in the buffer, if any is left.
+    fn parse_next(&mut self) -> Option<Message> {
+        while let Some(offset) = self.next.take() {
+            match wire::parse_at(&self.buf[..self.len], offset) {
+                Ok((message, next)) => {
+                    self.next = next;
+                    return Some(message);
+                }
+                Err(malformed) => {
+                    // The rest of this datagram cannot be trusted.
+                    self.stats.malformed += 1;
+                    tracing::debug!(%malformed, "connector datagram skipped");
+                }
+            }
+        }
+        None
+    }
+}
+
+/// What one `recvfrom` brought.
+enum Received {
+    /// A datagram to parse (now in the buffer), or one dropped (counted).
+    Datagram,
+    /// The receive buffer overflowed: events were lost.
+    Overrun,
+}
+
+/// Receives one datagram into `buf` without waiting. `WouldBlock` when
+/// the socket is empty; an interrupted call counts as a datagram dropped,
+/// so the caller simply tries again.
+fn receive(
+    fd: &OwnedFd,
+    buf: &mut [u8; BUFFER],
+    buf_len: &mut usize,
+    next: &mut Option<usize>,
+    stats: &mut Stats,
+) -> io::Result<Received> {
+    match rustix::net::recvfrom(fd, &mut buf[..], RecvFlags::DONTWAIT) {
+        Ok((len, full_len, from)) => {
+            let kernel = from
+                .and_then(|addr| SocketAddrNetlink::try_from(addr).ok())
+                .is_some_and(|addr| addr.pid() == 0);
+            if !kernel {
+                // Only the kernel speaks for the connector; another
+                // process's datagram is never believed.
+                stats.foreign += 1;
+            } else if full_len > len {
+                stats.malformed += 1;
+            } else {
+                *buf_len = len;
+                *next = Some(0);
+            }
+            Ok(Received::Datagram)
+        }
+        Err(e) if e == Errno::NOBUFS => {
+            stats.overruns += 1;
+            Ok(Received::Overrun)
+        }
+        Err(e) if e == Errno::INTR => Ok(Received::Datagram),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -320,10 +320,12 @@ async fn an_overrun_is_reported_and_the_socket_keeps_working() {
 async fn an_unprivileged_open_fails_naming_the_cause() {
     const ROLE: &str = "PIDGUARD_TEST_CONNECTOR_AS_NOBODY";
     if std::env::var_os(ROLE).is_some() {
+        let started = std::time::Instant::now();
         let error = Connector::open(Options::default())
             .await
             .expect_err("nobody may not listen");
-        eprintln!("as nobody: {error}");
+        // How long the actor would stall on it: printed, not asserted.
+        eprintln!("as nobody: {error} (after {:?})", started.elapsed());
         assert!(error.is_unavailable(), "{error}");
         return;
     }
@@ -337,6 +339,9 @@ async fn an_unprivileged_open_fails_naming_the_cause() {
         Some(requires::NOBODY),
     );
     assert!(output.contains("as nobody: "), "{output}");
+    for line in output.lines().filter(|line| line.contains("as nobody: ")) {
+        eprintln!("{line}");
+    }
 }
 
 /// In another pid namespace the kernel would ignore `LISTEN` (while
@@ -346,10 +351,14 @@ async fn an_unprivileged_open_fails_naming_the_cause() {
 async fn an_open_in_another_pid_namespace_fails_naming_it() {
     const ROLE: &str = "PIDGUARD_TEST_CONNECTOR_IN_PID_NS";
     if std::env::var_os(ROLE).is_some() {
+        let started = std::time::Instant::now();
         let error = Connector::open(Options::default())
             .await
             .expect_err("not the initial pid namespace");
-        eprintln!("in a new pid namespace: {error}");
+        eprintln!(
+            "in a new pid namespace: {error} (after {:?})",
+            started.elapsed()
+        );
         assert!(
             error.to_string().contains("initial pid namespace"),
             "{error}"
@@ -367,4 +376,10 @@ async fn an_open_in_another_pid_namespace_fails_naming_it() {
         None,
     );
     assert!(output.contains("in a new pid namespace: "), "{output}");
+    for line in output
+        .lines()
+        .filter(|line| line.contains("in a new pid namespace: "))
+    {
+        eprintln!("{line}");
+    }
 }

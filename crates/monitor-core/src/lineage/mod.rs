@@ -189,20 +189,22 @@ impl<U: Copy + Eq + Hash> Lineage<U> {
     }
 
     /// Since when `pid` is known to be the member it is (`CLOCK_MONOTONIC`
-    /// ns): for a `Joined` child, its fork event's time, which the caller
-    /// compares with the process's start time when it pins it.
+    /// ns): for a `Joined` child, its fork event's time.
+    #[cfg(test)]
     pub(crate) fn since_ns(&self, pid: i32) -> Option<u64> {
         self.unit_of.get(&pid).map(|member| member.since_ns)
     }
 
-    /// `unit`'s members, in no order.
-    pub(crate) fn members(&self, unit: U) -> impl Iterator<Item = i32> + '_ {
-        self.members.get(&unit).into_iter().flatten().copied()
-    }
-
     /// How many members `unit` has.
+    #[cfg(test)]
     pub(crate) fn member_count(&self, unit: U) -> usize {
         self.members.get(&unit).map_or(0, HashSet::len)
+    }
+
+    /// `unit`'s members, in no order.
+    #[cfg(test)]
+    pub(crate) fn members(&self, unit: U) -> impl Iterator<Item = i32> + '_ {
+        self.members.get(&unit).into_iter().flatten().copied()
     }
 
     /// Applies one event; returns what changed (nothing, for the many
