@@ -477,3 +477,55 @@ async fn a_thousand_member_unit_is_terminated_in_one_grace_period() {
     assert_eq!(at(Signal::KILL), (1001, vec![secs(65.0)]));
     assert!(!members.iter().any(|pid| h.os.is_alive(*pid)));
 }
+
+/// A child the monitor owned and released at an untrack (it still reaps
+/// it for its waiter) and then found again as a member, here through the
+/// group target of another unit's stop: its waiter keeps its status. The
+/// member's reap used to take the status, and the waiter got nothing.
+/// (Found by the model test.)
+#[tokio::test(start_paused = true)]
+async fn a_released_child_found_again_as_a_member_keeps_its_waiter() {
+    const OWNED: i32 = 500;
+    const KID: i32 = 501;
+    let h = Harness::start(config()).await;
+    let me = crate::fake::MY_PID;
+    let id = h.os.spawn_with(
+        OWNED,
+        FakeProc {
+            start_time: 1,
+            ppid: me,
+            pgrp: OWNED,
+            ..FakeProc::default()
+        },
+    );
+    h.os.spawn_with(
+        KID,
+        FakeProc {
+            start_time: 1,
+            ppid: OWNED,
+            pgrp: OWNED,
+            ..FakeProc::default()
+        },
+    );
+    let child = crate::ChildProcess::Fake(crate::fake::FakeChild::new(&h.os, id));
+    let mut owned = h
+        .handle
+        .track_child_with(child, TrackOptions::new().tree(false))
+        .await
+        .expect("hand the child over");
+    h.handle.untrack(OWNED).await.expect("untrack it");
+    h.handle
+        .track_with(KID, TrackOptions::new().tree(true))
+        .await
+        .expect("track its child");
+    h.handle
+        .stop(KID, false, OrphanTarget::Group)
+        .await
+        .expect("stop the group");
+    let status = tokio::time::timeout(secs(30.0), owned.wait())
+        .await
+        .expect("the wait resolves")
+        .expect("with the status");
+    assert_eq!(status, h.os.exit_status(OWNED).expect("it ended"));
+    assert_eq!(status.signal(), Some(Signal::TERM.as_raw()));
+}

@@ -256,11 +256,22 @@ impl Actor {
         self.authorize(&handle, unit_owner, descendant_of)?;
         let handle = Arc::new(handle);
         let watch = self.exit_watch(&handle);
-        // A member that is already this process's child was reparented
-        // here (a unit's member is never the application's own child): the
-        // monitor reaps it, so it does not linger as a zombie.
+        // A member that is already this process's child: either a child
+        // the monitor owned and released at an untrack (it still reaps it
+        // for its waiter: that ownership, waiter included, comes back with
+        // it, or the waiter would lose the status to the member's reap), or
+        // one reparented here, which the monitor reaps so it does not
+        // linger as a zombie.
         let ownership = owner.take().or_else(|| {
-            (descendant_of.is_some() && info.ppid == self.my_pid).then(Ownership::default)
+            (descendant_of.is_some() && info.ppid == self.my_pid).then(|| {
+                let released = self
+                    .released
+                    .iter()
+                    .position(|released| released.handle.id == handle.id && !released.foster);
+                released.map_or_else(Ownership::default, |at| {
+                    self.released.swap_remove(at).ownership
+                })
+            })
         });
         let id = handle.id;
         let span = tracing::info_span!("tracked", pid = id.pid, start_time = id.start_time);
