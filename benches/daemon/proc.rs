@@ -24,13 +24,22 @@ impl Daemon {
     /// Starts `binary daemon --check-interval <interval>` in a fresh
     /// private directory and waits until it answers.
     pub(crate) fn start(binary: &Path, interval: &str) -> Self {
+        Self::start_with(binary, interval, "")
+    }
+
+    /// [`Daemon::start`] with `config` (TOML) as its config file.
+    pub(crate) fn start_with(binary: &Path, interval: &str, config: &str) -> Self {
         let n = STARTED.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("pidguard-bench-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir(&dir).expect("create bench dir");
         let socket = dir.join("run").join("pidguard.sock");
+        let config_file = dir.join("pidguard.toml");
+        std::fs::write(&config_file, config).expect("write the bench's config");
         let child = Command::new(binary)
-            .args(["daemon", "--check-interval", interval, "--socket"])
+            .args(["daemon", "--check-interval", interval, "--config"])
+            .arg(&config_file)
+            .arg("--socket")
             .arg(&socket)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

@@ -11,8 +11,9 @@
 //! a socket that stays silent: binding needs `CAP_NET_ADMIN` (root), and
 //! the kernel ignores listeners outside the initial user and pid
 //! namespaces (their pids would be wrong). Since Linux 6.6 the socket then
-//! asks for forks, execs and exits only; older kernels ignore that request
-//! and the parser skips the other events.
+//! asks for forks and exits only (execs are of no use to a unit, see
+//! `wire::WANTED_EVENTS`); older kernels ignore that request and send
+//! everything: execs are parsed, the other events skipped.
 //!
 //! The socket is non-blocking and registered with the reactor;
 //! [`Connector::poll_event`] returns one event at a time and parses it in
@@ -178,7 +179,7 @@ impl Connector {
     /// Sends `LISTEN` tagged with a nonce and reads until the kernel's
     /// answer to exactly that request arrives (other listeners' answers and
     /// events are skipped), then narrows the subscription to forks and
-    /// exits (and execs).
+    /// exits.
     async fn listen(&mut self, timeout: Duration) -> Result<(), SysError> {
         let nonce = nonce();
         self.send(&[MCAST_LISTEN], nonce, "send PROC_CN_MCAST_LISTEN")?;
@@ -222,7 +223,7 @@ impl Connector {
         self.send(
             &[MCAST_LISTEN, WANTED_EVENTS],
             0,
-            "send the fork, exec and exit event filter",
+            "send the fork and exit event filter",
         )
     }
 

@@ -207,9 +207,11 @@ async fn fork_to_event_timings() {
     let started = std::time::Instant::now();
     let drained = drain(&mut connector).await;
     let drain = started.elapsed();
+    // Two events each (fork and exit: Linux 6.6 and later filter execs
+    // out; an older kernel sends them too, and more were read).
     assert!(
-        drained >= 600,
-        "200 forks, execs and exits queued, {drained} read; {:?}",
+        drained >= 400,
+        "200 forks and exits queued, {drained} read; {:?}",
         connector.stats()
     );
 

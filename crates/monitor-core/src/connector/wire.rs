@@ -32,9 +32,13 @@ const PROC_EVENT_NONE: u32 = 0;
 const PROC_EVENT_FORK: u32 = 0x0000_0001;
 const PROC_EVENT_EXEC: u32 = 0x0000_0002;
 const PROC_EVENT_EXIT: u32 = 0x8000_0000;
-/// The event filter (Linux 6.6): only forks, execs and exits reach the
-/// socket (not uid, gid, sid, comm, ptrace, coredump changes).
-pub(crate) const WANTED_EVENTS: u32 = PROC_EVENT_FORK | PROC_EVENT_EXEC | PROC_EVENT_EXIT;
+/// The event filter (Linux 6.6): only forks and exits reach the socket
+/// (not execs, nor uid, gid, sid, comm, ptrace, coredump changes). Every
+/// event is read by the monitor, and a third of a machine's are execs,
+/// which change no unit's membership: an exec only revives a leader that
+/// seemed to exit (see `lineage`), and its next fork does that too, before
+/// its child is judged. Older kernels send execs anyway; they are parsed.
+pub(crate) const WANTED_EVENTS: u32 = PROC_EVENT_FORK | PROC_EVENT_EXIT;
 /// Offset of the union in a proc event.
 const EVENT_DATA: usize = 16;
 
