@@ -44,10 +44,18 @@ fn one_user_at_its_caps_never_stops_root_or_another_user() {
     // Only the group: the caps are the defaults.
     let path = config(&dir, "pidguard.toml", "socket_group = 65534\n");
     let daemon = Daemon::start(&dir, &["--config", path.to_str().unwrap()]);
+    let mut procs = Procs::new();
+    // The first unit opens the monitor's fork-event socket (the daemon
+    // runs as root), which stays open: it belongs to the baseline.
+    {
+        let mut root = daemon.client();
+        let first = procs.sleep("300");
+        root.track(first.pid);
+        root.ok(json!({"request": "untrack", "pid": first.pid}));
+    }
     let before = fd_count(daemon.pid());
     let rss_before = rss_kib(daemon.pid());
     let role = format!("flood {}", daemon.socket.display());
-    let mut procs = Procs::new();
     let mut flooder = procs.spawn(
         Command::new(std::env::current_exe().unwrap())
             .args(["--exact", THIS_TEST, "--nocapture", "--test-threads=1"])
