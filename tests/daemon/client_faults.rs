@@ -4,9 +4,8 @@
 //! a byte is sent), an endless answer (cut off), and the settings
 //! `connect_default` takes from the environment.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -121,30 +120,9 @@ fn an_impostor_at_the_socket_path_is_refused_before_anything_is_sent() {
     if !root_or_skip(IMPOSTOR_TEST) {
         return;
     }
-    let dir = TempDir::new(0o711);
-    let run = dir.path().join("run");
-    std::fs::create_dir(&run).unwrap();
-    std::os::unix::fs::chown(&run, Some(NOBODY), Some(NOBODY)).unwrap();
-    let socket = run.join("pidguard.sock");
     let mut procs = Procs::new();
-    let mut fake = procs.spawn(
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", IMPOSTOR_TEST, "--nocapture", "--test-threads=1"])
-            .env(IMPOSTOR_VAR, &socket)
-            .uid(NOBODY)
-            .gid(NOBODY)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped()),
-    );
-    let mut fake_out = BufReader::new(fake.stdout.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("FAKE LISTENING") {
-        line.clear();
-        assert!(
-            fake_out.read_line(&mut line).unwrap() > 0,
-            "the fake daemon did not start"
-        );
-    }
+    let (_dir, socket, mut fake, mut fake_out) =
+        crate::impostor::spawn_fake_daemon(IMPOSTOR_TEST, IMPOSTOR_VAR, &mut procs);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

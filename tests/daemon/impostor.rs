@@ -7,9 +7,10 @@
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixListener;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::{ChildStdout, Command, Stdio};
 
-use crate::common::{NOBODY, Procs, SOON};
+use crate::common::{NOBODY, Procs, SOON, Spawned};
 use crate::fixture::TempDir;
 use crate::support::{cap_memory, client_command, run_within};
 
@@ -20,25 +21,24 @@ const ROLE_VAR: &str = "PIDGUARD_TEST_IMPOSTOR_SOCKET";
 /// A fake daemon that answers every line with a registration.
 const FAKE_ANSWER: &[u8] = b"{\"version\":1,\"id\":1,\"ok\":true,\"result\":{\"id\":{\"pid\":4242,\"start_time\":1},\"parent\":{\"pid\":1,\"start_time\":1},\"uid\":0,\"action\":\"terminate\",\"grace\":\"5s\",\"signal\":\"SIGTERM\",\"tree\":false,\"target\":\"process\"}}\n";
 
-#[test]
-fn a_daemon_of_another_user_is_refused_before_anything_is_sent() {
-    if let Ok(socket) = std::env::var(ROLE_VAR) {
-        return fake_daemon(&socket);
-    }
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "this test runs a fake daemon as uid {NOBODY} and must start as root (CI does)"
-    );
+/// Starts this test binary again as uid 65534, running only `test` with
+/// `var` naming a socket in a directory that user owns, and waits until
+/// the fake daemon listens there. Returns the directory (removed on
+/// drop), the socket, the fake's process and its stdout.
+pub(crate) fn spawn_fake_daemon(
+    test: &str,
+    var: &str,
+    procs: &mut Procs,
+) -> (TempDir, PathBuf, Spawned, BufReader<ChildStdout>) {
     let dir = TempDir::new(0o711);
     let run = dir.path().join("run");
     std::fs::create_dir(&run).unwrap();
     std::os::unix::fs::chown(&run, Some(NOBODY), Some(NOBODY)).unwrap();
     let socket = run.join("pidguard.sock");
-    let mut procs = Procs::new();
     let mut fake = procs.spawn(
         Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", THIS_TEST, "--nocapture", "--test-threads=1"])
-            .env(ROLE_VAR, &socket)
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(var, &socket)
             .uid(NOBODY)
             .gid(NOBODY)
             .stdin(Stdio::piped())
@@ -53,6 +53,20 @@ fn a_daemon_of_another_user_is_refused_before_anything_is_sent() {
             "the fake daemon did not start"
         );
     }
+    (dir, socket, fake, fake_out)
+}
+
+#[test]
+fn a_daemon_of_another_user_is_refused_before_anything_is_sent() {
+    if let Ok(socket) = std::env::var(ROLE_VAR) {
+        return fake_daemon(&socket);
+    }
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test runs a fake daemon as uid {NOBODY} and must start as root (CI does)"
+    );
+    let mut procs = Procs::new();
+    let (_dir, socket, mut fake, mut fake_out) = spawn_fake_daemon(THIS_TEST, ROLE_VAR, &mut procs);
     let sleep = procs.sleep("300");
     let finished = run_within(
         &mut client_command(
