@@ -49,10 +49,15 @@ impl Actor {
             Some(target) => self.reach(pid, target),
             // A root's unit as it is (looked at once more), and no more:
             // a unit of one is its root alone.
+            // Looked at before it is marked as stopping: members found
+            // from then on are stopped at once, and the root must be
+            // signalled first (a shell whose children die before it does
+            // returns from its `wait` and exits 0, and its status would
+            // not be the one the caller asked for).
             None if entry.is_root() => {
                 let root = entry.id();
-                self.mark_stopping(root, kill);
                 self.discover_tree(root);
+                self.mark_stopping(root, kill);
                 self.unit_pids(root)
                     .into_iter()
                     .filter(|member| *member != pid)
