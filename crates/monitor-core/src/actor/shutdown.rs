@@ -14,6 +14,13 @@ impl Actor {
         if self.config.shutdown == ShutdownPolicy::TerminateUnits {
             self.terminate_units().await;
         }
+        // A last sweep for a monitor that reaps every child: a zombie
+        // reparented here when the last member of a unit died (its own
+        // exit seen through a pidfd, not a sweep) is reaped before the
+        // monitor goes, not left to whoever adopts it next.
+        if self.config.reap_policy == crate::ReapPolicy::AllChildren {
+            self.sweep();
+        }
         self.remove_cgroups();
         // Feeds get their units' ends; drains are answered with what is
         // left, since nothing will end it now.
