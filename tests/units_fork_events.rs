@@ -235,22 +235,8 @@ async fn without_a_tree_the_grandchild_survives() {
         let status = handle.status().await.expect("status");
         assert_eq!(status.units[0].containment, Containment::None);
         let (fixture, grandchild) = fixture.double_fork(&mut procs).await;
-        let root = fixture.root.clone();
-        handle
-            .terminate(root.pid)
-            .await
-            .expect("terminate the root");
-        log.wait_for(
-            SOON,
-            "the root's exit",
-            |e| matches!(e, Event::Exited { id, .. } if *id == root.id()),
-        )
-        .await;
-        assert!(
-            grandchild.is_running(),
-            "{kind:?}: the control did not escape"
-        );
-        assert_eq!(handle.status().await.expect("status").tracked_count, 0);
+        let case = format!("{kind:?}");
+        common::terminate_root_alone(&handle, &mut log, &fixture.root, &grandchild, &case).await;
         monitor.shutdown().await;
     }
 }

@@ -50,7 +50,7 @@ mod wait;
 pub(crate) use self::{
     cgroups::{cgroup_dirs_of, remove_cgroups_of},
     events::{EventLog, recv_matching},
-    monitor::{FAST_SCAN, fast_monitor, init_tracing, spawn_monitor},
+    monitor::{FAST_SCAN, fast_monitor, init_tracing, spawn_monitor, terminate_root_alone},
     pipes::{lines_of, pids_of},
     privileges::{NOBODY, rerun_as_nobody},
     procfs::{ProcStat, children_of, my_pid, pid_max, read_stat},

@@ -33,3 +33,28 @@ pub(crate) fn init_tracing() {
         .with_test_writer()
         .try_init();
 }
+
+/// The negative control of an escape test, where units are off: the
+/// root's `terminate` ends the root alone. Waits for the root's exit,
+/// then checks that `escaped` still runs and that nothing is tracked.
+pub(crate) async fn terminate_root_alone(
+    handle: &MonitorHandle,
+    log: &mut EventLog,
+    root: &super::Proc,
+    escaped: &super::Proc,
+    case: &str,
+) {
+    handle
+        .terminate(root.pid)
+        .await
+        .expect("terminate the root");
+    let id = root.id();
+    log.wait_for(
+        super::SOON,
+        "the root's exit",
+        |e| matches!(e, monitor_core::Event::Exited { id: exited, .. } if *exited == id),
+    )
+    .await;
+    assert!(escaped.is_running(), "{case}: the control did not escape");
+    assert_eq!(handle.status().await.expect("status").tracked_count, 0);
+}
