@@ -261,11 +261,10 @@ impl Actor {
             let _ = self.stop(root.pid, false, None);
             return;
         }
-        self.mark_stopping(root, false);
+        // Only members are left: looked at once more, then stopped as a
+        // rootless unit is (nothing left of it is not an error here).
         self.discover_tree(root);
-        for pid in self.unit_pids(root) {
-            self.stop_one(pid, false);
-        }
+        let _ = self.stop_unit(root, false);
     }
 
     /// Done after every message: feeds get their units' ends and close
